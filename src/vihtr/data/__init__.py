@@ -1,0 +1,1 @@
+"""Data: real sources, synthetic generation, augmentation, preprocessing and the LightningDataModule."""
