@@ -1,0 +1,1 @@
+"""Inference: predictor, ensemble decoding, ONNX export and fast path."""
