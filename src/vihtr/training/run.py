@@ -1,0 +1,61 @@
+"""What `src/train.py` does: build datamodule, system, callbacks, loggers and trainer from config; fit; test."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from vihtr.training.config import register_resolvers
+
+log = logging.getLogger(__name__)
+
+
+def check_fold(fold) -> None:
+    if not (fold == "all" or (isinstance(fold, int) and 0 <= fold <= 4)):
+        raise ValueError(f"fold must be 0..4 or 'all', not {fold!r}")
+
+
+def instantiate_group(cfg: DictConfig | None) -> list:
+    """Instantiate every `_target_` entry of a group such as `callbacks` or `logger`."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(c) for c in cfg.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    if ckpt_path == "last":
+        last = os.path.join(output_dir, "checkpoints", "last.ckpt")
+        return last if os.path.exists(last) else None
+    return ckpt_path
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    register_resolvers()
+    check_fold(cfg.fold)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
+    datamodule = hydra.utils.instantiate(cfg.data)
+    system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if cfg.get("train"):
+        ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test") and not trainer.fast_dev_run:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        averaged = next((c.path for c in callbacks if getattr(c, "path", None)), None)
+        ckpt = averaged or best or None
+        log.info("testing %s on the held-out fold", ckpt or "the last weights")
+        trainer.test(system, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return metrics

@@ -1,0 +1,39 @@
+"""Learning-rate schedules, stepped every optimizer step: one-cycle, or warm-up then linear/cosine decay."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    total_steps: int,
+    warmup_steps: int | float = 0.05,
+    final_lr_ratio: float = 0.01,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """`warmup_steps` below 1 is a fraction of `total_steps`."""
+    total_steps = max(int(total_steps), 1)
+    warmup = int(warmup_steps * total_steps) if warmup_steps < 1 else int(warmup_steps)
+    warmup = min(warmup, total_steps - 1)
+    if name == "onecycle":
+        max_lrs = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=max(warmup / total_steps, 0.01)
+        )
+    if name not in ("cosine", "linear", "constant"):
+        raise ValueError(f"unknown schedule {name!r}: use onecycle, cosine, linear or constant")
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if name == "constant":
+            return 1.0
+        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+        if name == "linear":
+            return 1.0 - (1.0 - final_lr_ratio) * progress
+        return final_lr_ratio + (1.0 - final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,168 @@
+"""The LightningModule: losses, optimisation and validation metrics around a plain `OCRModel`.
+
+The network (`vihtr.models.ocr.OCRModel`) knows nothing of Lightning; this module adds the training
+recipe of the seed: label smoothing, random masking of decoder inputs, an optional joint CTC loss,
+AdamW with a per-step schedule, and CER / WER / line accuracy / Kalapa score per validation source.
+Everything needed to rebuild the model (network config, charset, preprocessing) is saved as
+hyperparameters, so a checkpoint alone is enough for `eval.py` and for a release export.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from functools import partial
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from vihtr.data.preprocess import Preprocess
+from vihtr.models import losses
+from vihtr.models.ocr import OCRModel
+from vihtr.text.metrics import LineMetrics
+from vihtr.training.schedules import build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+class OCRSystem(pl.LightningModule):
+    def __init__(
+        self,
+        net: dict,
+        preprocess: dict,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        label_smoothing: float = 0.1,
+        token_mask_prob: float = 0.0,
+        ce_weight: float = 1.0,
+        ctc_weight: float = 0.3,
+        val_decode: str = "greedy",
+        log_images: int = 16,
+        init_from: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = OCRModel(**net)
+        self.preprocess = Preprocess.from_dict(preprocess)
+        self.charset = self.model.charset
+        if self.model.config.get("decoder", "transformer") == "none":
+            # a CTC-only model has nothing else to train or to decode with
+            self.hparams.ce_weight, self.hparams.val_decode = 0.0, "ctc"
+        self._val_metrics: dict[str, LineMetrics] = defaultdict(LineMetrics)
+        self._val_examples: list[tuple] = []
+        if init_from:
+            self.load_weights(init_from)
+
+    def load_weights(self, path: str) -> None:
+        """Start from another run's weights (pretrain -> finetune); optimizer state is not taken."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = state.get("state_dict", state)
+        state = {k.removeprefix("model."): v for k, v in state.items()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        log.info("initialised from %s (%d missing, %d unexpected keys)", path, len(missing), len(unexpected))
+
+    # ---- training ----
+    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        targets = batch["targets"]
+        tgt_in, tgt_out = targets[:, :-1], targets[:, 1:]
+        if self.training and self.hparams.token_mask_prob > 0:
+            tgt_in = losses.mask_decoder_input(tgt_in, self.hparams.token_mask_prob)
+        out = self.model(batch["images"], batch["widths"], tgt_in)
+        parts = {}
+        loss = torch.zeros((), device=targets.device)
+        if out.get("logits") is not None and self.hparams.ce_weight > 0:
+            parts["ce"] = losses.label_smoothing_ce(out["logits"], tgt_out, self.hparams.label_smoothing)
+            loss = loss + self.hparams.ce_weight * parts["ce"]
+        if out.get("ctc_logits") is not None and self.hparams.ctc_weight > 0:
+            parts["ctc"] = losses.ctc_loss(out["ctc_logits"], out["memory_mask"], targets, batch["target_lengths"])
+            loss = loss + self.hparams.ctc_weight * parts["ctc"]
+        parts["loss"] = loss
+        return parts
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        parts = self._losses(batch)
+        bs = batch["images"].shape[0]
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=bs)
+        return parts["loss"]
+
+    # ---- validation / test ----
+    def decode_batch(self, batch: dict) -> list[str]:
+        method = self.hparams.val_decode
+        result = self.model.decode(batch["images"], batch["widths"], method=method)
+        return self.model.texts(result)
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        parts = self._losses(batch)
+        bs = batch["images"].shape[0]
+        self.log(f"{stage}/loss", parts["loss"], batch_size=bs, sync_dist=True)
+        preds = self.decode_batch(batch)
+        by_source = defaultdict(lambda: ([], []))
+        for p, t, s in zip(preds, batch["texts"], batch["sources"]):
+            by_source[s][0].append(p)
+            by_source[s][1].append(t)
+        for source, (p, t) in by_source.items():
+            self._val_metrics[source].update(p, t)
+            self._val_metrics["all"].update(p, t)
+        if len(self._val_examples) < self.hparams.log_images:
+            for i in range(min(bs, self.hparams.log_images - len(self._val_examples))):
+                self._val_examples.append(
+                    (batch["images"][i].float().cpu(), batch["texts"][i], preds[i], batch["sources"][i])
+                )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _flush_metrics(self, stage: str) -> None:
+        for source, metrics in sorted(self._val_metrics.items()):
+            prefix = f"{stage}/" if source == "all" else f"{stage}/{source}/"
+            for name, value in metrics.compute().items():
+                if name != "lines":
+                    self.log(prefix + name, value, prog_bar=(source == "all" and name == "cer"), sync_dist=True)
+        if self._val_examples and not self.trainer.sanity_checking:
+            self._log_examples(stage)
+        self._val_metrics = defaultdict(LineMetrics)
+        self._val_examples = []
+
+    def _log_examples(self, stage: str) -> None:
+        """A table of validation images with target and prediction, for loggers that take one (W&B)."""
+        log_table = getattr(self.logger, "log_table", None)
+        if log_table is None:
+            return
+        import wandb
+
+        rows = []
+        for image, target, pred, source in self._val_examples:
+            pixels = ((image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)) + 1) * 127.5
+            rows.append([wandb.Image(pixels.clamp(0, 255).byte().numpy()), target, pred, source])
+        log_table(key=f"{stage}/examples", columns=["image", "target", "prediction", "source"], data=rows)
+
+    def on_validation_epoch_end(self) -> None:
+        self._flush_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._flush_metrics("test")
+
+    # ---- optimisation ----
+    def configure_optimizers(self) -> Any:
+        opt_cfg = dict(self.hparams.optimizer or {"lr": 1e-3, "weight_decay": 0.01})
+        # no weight decay on norms and biases
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        wd = opt_cfg.pop("weight_decay", 0.01)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}], **opt_cfg
+        )
+        sched_cfg = dict(self.hparams.scheduler or {"name": "onecycle"})
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):  # an endless stream with no max_steps: schedule over a nominal length
+            total = self.trainer.max_steps if self.trainer.max_steps > 0 else 100_000
+        scheduler = partial(build_scheduler, **sched_cfg)(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
