@@ -1,0 +1,176 @@
+"""The `vihtr` command: `vihtr predict`, `vihtr export-onnx` (and `vihtr serve` when the web app is installed).
+
+    vihtr predict line.jpg
+    vihtr predict scans/ -o out.csv --models models/vihtr-b1 models/vihtr-b2 --method beam
+    vihtr export-onnx models/vihtr-b1
+
+Subcommands register themselves with `add_parser(subparsers)` and set `func(args) -> exit code`; another
+package adds its own by providing `<module>.add_parser` (see `OPTIONAL_SUBCOMMANDS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+OUTPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".json": None}
+# modules whose `add_parser(subparsers)` adds a subcommand when they are importable (the web app's `serve`)
+OPTIONAL_SUBCOMMANDS = ("vihtr.app.cli",)
+
+
+def collect_inputs(target: str) -> list[str]:
+    """An image file, a folder (its images, recursively, sorted) or a .txt list (one path a line)."""
+    path = Path(target)
+    if not path.exists():
+        raise FileNotFoundError(f"input not found: {target}")
+    if path.is_dir():
+        return [str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if path.suffix.lower() == ".txt":
+        paths = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                # relative paths in a list are relative to the list's folder
+                item = Path(line)
+                paths.append(str(item if item.is_absolute() else path.parent / item))
+        return paths
+    return [str(path)]
+
+
+def write_rows(rows: list[dict], output: str | None) -> None:
+    """CSV / TSV / JSON by the output's suffix; without an output, TSV on stdout."""
+    fields = ["path", "text", "confidence", "error"]
+    if output is None:
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    suffix = Path(output).suffix.lower()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    if OUTPUT_FORMATS[suffix] is None:
+        Path(output).write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        return
+    with open(output, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, delimiter=OUTPUT_FORMATS[suffix], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.output and Path(args.output).suffix.lower() not in OUTPUT_FORMATS:
+        print(f"error: output must end in one of {sorted(OUTPUT_FORMATS)}: {args.output}", file=sys.stderr)
+        return 2
+    try:
+        inputs = [p for target in args.inputs for p in collect_inputs(target)]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not inputs:
+        print("error: no images found in the given inputs", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    from vihtr.inference.predictor import Predictor
+
+    try:
+        predictor = Predictor.from_release(
+            args.models,
+            device=args.device,
+            threads=args.threads,
+            method=args.method,
+            beam_size=args.beam_size,
+            batch_size=args.batch_size,
+            backend=args.backend,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = []
+    # chunks a few batches long: the progress bar moves, and lines within a chunk are still sorted by width
+    chunk = predictor.batch_size * 4
+    with tqdm(total=len(inputs), unit="line", disable=args.quiet or None, file=sys.stderr) as bar:
+        for start in range(0, len(inputs), chunk):
+            paths = inputs[start : start + chunk]
+            for path, p in zip(paths, predictor.predict(paths)):
+                rows.append(
+                    {"path": path, "text": p.text, "confidence": round(p.confidence, 4), "error": p.error}
+                )
+                if p.error:
+                    tqdm.write(f"warning: {p.error}", file=sys.stderr)
+            bar.update(len(paths))
+    write_rows(rows, args.output)
+    failed = sum(bool(r["error"]) for r in rows)
+    if args.output:
+        print(f"{len(rows) - failed} line(s) read, {failed} unreadable -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from vihtr.inference.onnx_export import export_release
+
+    try:
+        files = export_release(args.model, args.output, check=not args.no_check)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for f in files:
+        print(f)
+    return 0
+
+
+def add_predict_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="read text lines from images")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|LIST.txt")
+    p.add_argument("-o", "--output", help="out.csv, out.tsv or out.json (default: TSV on stdout)")
+    p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
+    p.add_argument("--method", choices=["greedy", "beam", "ctc"], default="greedy")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_predict)
+
+
+def add_export_parser(subparsers) -> None:
+    p = subparsers.add_parser("export-onnx", help="export a released model to ONNX (encoder + decoder step)")
+    p.add_argument("model", help="released model folder")
+    p.add_argument("-o", "--output", help="output folder (default: <model>/onnx)")
+    p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime with torch")
+    p.set_defaults(func=run_export_onnx)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vihtr", description="Vietnamese handwritten text-line recognition")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_predict_parser(subparsers)
+    add_export_parser(subparsers)
+    for name in OPTIONAL_SUBCOMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name is None or not name.startswith(e.name):
+                # the part exists but a dependency is missing: say so, keep the other subcommands working
+                print(f"warning: {name} not loaded ({e})", file=sys.stderr)
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

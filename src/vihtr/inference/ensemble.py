@@ -1,0 +1,163 @@
+"""Decode several models together, the seed's way: each encoder runs once, then the decoders step in lock
+step and every step picks from the models' averaged probabilities.
+
+The ensemble is the mixture of its models: a step's log-probabilities are log(mean of the models'
+probabilities). Greedy takes its argmax, beam search ranks hypotheses by it, and CTC averages the
+per-column probabilities (models must then give the same number of columns). The searches themselves are
+the single model's (`vihtr.models.decoding`), run on `LockStep`, which looks to them like one decoder.
+
+Anything with the `StepModel` methods decodes here: the torch models (through `TorchStepModel`) and the
+onnxruntime graphs (`vihtr.inference.onnx_export.OnnxModel`). All models must share the charset. A single
+torch model decodes with its own `OCRModel.decode`, which this lock-step code reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from vihtr.models.decoding import DecodeResult, beam_search, ctc_best_path, greedy_decode
+from vihtr.text.charset import Charset
+
+
+@dataclass
+class Started:
+    """A model after its encoder ran: a decoder state and/or CTC log-probs, and its real column counts."""
+
+    lengths: torch.Tensor  # B
+    state: Any = None
+    ctc_log_probs: torch.Tensor | None = None  # B x T x V
+
+
+class StepModel(Protocol):
+    charset: Charset
+    max_len: int
+    has_decoder: bool
+    has_ctc: bool
+
+    def start(self, images: torch.Tensor, widths: torch.Tensor, decoder: bool, ctc: bool) -> Started: ...
+
+    def step(self, state: Any, prev_tokens: torch.Tensor) -> tuple[torch.Tensor, Any]: ...
+
+    def reorder(self, state: Any, index: torch.Tensor) -> Any: ...
+
+
+class TorchStepModel:
+    """An `OCRModel` seen through the `StepModel` methods."""
+
+    def __init__(self, model, device: str = "cpu") -> None:
+        self.model = model
+        self.device = torch.device(device)
+        self.charset = model.charset
+        self.max_len = int(model.max_len)
+        self.has_decoder = model.decoder is not None
+        self.has_ctc = model.ctc_head is not None
+
+    def start(self, images: torch.Tensor, widths: torch.Tensor, decoder: bool, ctc: bool) -> Started:
+        memory, memory_mask = self.model.encode(images.to(self.device), widths.to(self.device))
+        started = Started(lengths=(~memory_mask).sum(dim=1).cpu())
+        if decoder:
+            started.state = self.model.decoder.init_state(memory, memory_mask)
+        if ctc:
+            started.ctc_log_probs = self.model.ctc_head(memory).float().log_softmax(dim=-1).cpu()
+        return started
+
+    def step(self, state: Any, prev_tokens: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        log_probs, state = self.model.decoder.step(state, prev_tokens.to(self.device))
+        return log_probs.cpu(), state
+
+    def reorder(self, state: Any, index: torch.Tensor) -> Any:
+        return self.model.decoder.reorder_state(state, index.to(self.device))
+
+
+class LockStep:
+    """Several started models as one decoder (`init_state` / `step` / `reorder_state`) for the searches.
+
+    The searches call `init_state(memory, memory_mask)` for the batch size only: the models were started
+    already, so `placeholder_memory` stands in for the memory.
+    """
+
+    def __init__(self, models: list[StepModel], states: list) -> None:
+        self.models = models
+        self.states = states
+
+    @staticmethod
+    def placeholder_memory(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.empty(batch, 0, 0), torch.empty(batch, 0, dtype=torch.bool)
+
+    def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> list:
+        return self.states
+
+    def step(self, states: list, prev_tokens: torch.Tensor) -> tuple[torch.Tensor, list]:
+        outputs = [m.step(s, prev_tokens) for m, s in zip(self.models, states)]
+        if len(outputs) == 1:
+            return outputs[0][0], [outputs[0][1]]
+        probs = torch.stack([log_probs.float().exp() for log_probs, _ in outputs]).mean(dim=0)
+        return probs.log(), [s for _, s in outputs]
+
+    def reorder_state(self, states: list, index: torch.Tensor) -> list:
+        return [m.reorder(s, index) for m, s in zip(self.models, states)]
+
+
+def average_ctc(started: list[Started]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The models' CTC log-probs averaged in probability -> (log-probs B x T x V, padding mask B x T)."""
+    shapes = {tuple(s.ctc_log_probs.shape) for s in started}
+    if len(shapes) != 1:
+        raise ValueError(f"a CTC ensemble needs the same number of columns from every model, got {shapes}")
+    log_probs = torch.stack([s.ctc_log_probs.float() for s in started]).exp().mean(dim=0).log()
+    lengths = started[0].lengths
+    mask = torch.arange(log_probs.shape[1])[None, :] >= lengths[:, None]
+    return log_probs, mask
+
+
+class EnsembleDecoder:
+    """`decoder(batches, method, beam_size) -> DecodeResult` over one or more models (one input batch each)."""
+
+    def __init__(self, models: list, device: str = "cpu") -> None:
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        self.models: list[StepModel] = [
+            m if hasattr(m, "start") else TorchStepModel(m, device) for m in models
+        ]
+        self.charset = self.models[0].charset
+        for i, m in enumerate(self.models[1:], start=1):
+            if m.charset.chars != self.charset.chars:
+                raise ValueError(f"model {i} has another charset than model 0: an ensemble must share one")
+        self.max_len = min(m.max_len for m in self.models)
+
+    def resolve_method(self, method: str) -> str:
+        """CTC-only models decode with CTC whatever was asked; a mix that cannot agree is an error."""
+        if method == "ctc":
+            if not all(m.has_ctc for m in self.models):
+                raise ValueError("method 'ctc' needs every model to have a CTC head")
+            return method
+        with_decoder = [m.has_decoder for m in self.models]
+        if not any(with_decoder):
+            return "ctc"
+        if not all(with_decoder):
+            raise ValueError("some models are CTC-only: decode this ensemble with method='ctc'")
+        return method
+
+    @torch.inference_mode()
+    def __call__(
+        self, batches: list[tuple[torch.Tensor, torch.Tensor]], method: str = "greedy", beam_size: int = 4
+    ) -> DecodeResult:
+        method = self.resolve_method(method)
+        first = self.models[0]
+        if len(self.models) == 1 and isinstance(first, TorchStepModel):
+            images, widths = batches[0]
+            return first.model.decode(images.to(first.device), widths.to(first.device), method, beam_size)
+        use_ctc = method == "ctc"
+        started = [
+            m.start(images, widths, decoder=not use_ctc, ctc=use_ctc)
+            for m, (images, widths) in zip(self.models, batches)
+        ]
+        if use_ctc:
+            return ctc_best_path(*average_ctc(started))
+        lock_step = LockStep(self.models, [s.state for s in started])
+        memory, memory_mask = LockStep.placeholder_memory(len(started[0].lengths))
+        if method == "beam":
+            return beam_search(lock_step, memory, memory_mask, self.max_len, beam_size)
+        return greedy_decode(lock_step, memory, memory_mask, self.max_len)

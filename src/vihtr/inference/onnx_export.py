@@ -1,0 +1,303 @@
+"""The ONNX fast path: a released model as two onnxruntime graphs, decoded by the same lock-step searches.
+
+- `encoder.onnx`: images B x C x H x W + widths -> column counts, the CTC log-probs (if the model has a
+  CTC head) and every decoder layer's cross-attention keys/values of the memory (computed once a line);
+- `decoder_step.onnx` (transformer decoders): the newest token + the past self-attention keys/values ->
+  next-token log-probs + the extended keys/values. Each step runs the layers on one token only.
+
+Both are exported with `torch.onnx.export(..., dynamo=True)` (the legacy exporter gives wrong outputs
+here) with dynamic batch, width and prefix length. The GRU "attention" decoder is not exported: such a
+model can only use the ONNX path with `method="ctc"`.
+
+    from vihtr.inference.onnx_export import export_release
+    export_release("models/vihtr-b1")  # writes models/vihtr-b1/onnx/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vihtr.data.preprocess import Preprocess
+from vihtr.inference.ensemble import Started
+from vihtr.models.decoders import TransformerDecoder
+from vihtr.models.layers import sinusoidal_positions
+from vihtr.models.release import CONFIG_FILE, WEIGHTS_FILE, load_release
+from vihtr.text.charset import Charset
+
+ENCODER_FILE = "encoder.onnx"
+STEP_FILE = "decoder_step.onnx"
+META_FILE = "export.json"
+
+
+class EncoderGraph(nn.Module):
+    """What runs once per line: the CNN encoder, the CTC head, and the decoder's memory keys/values."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+        self.with_decoder = isinstance(model.decoder, TransformerDecoder)
+        self.with_ctc = model.ctc_head is not None
+
+    def output_names(self) -> list[str]:
+        return (
+            ["lengths"]
+            + (["ctc_log_probs"] if self.with_ctc else [])
+            + (["mem_k", "mem_v"] if self.with_decoder else [])
+        )
+
+    def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        memory, memory_mask = self.model.encode(images, widths)
+        outputs = [(~memory_mask).sum(dim=1)]
+        if self.with_ctc:
+            outputs.append(F.log_softmax(self.model.ctc_head(memory).float(), dim=-1))
+        if self.with_decoder:
+            kv = [layer.cross_attn.project_kv(memory) for layer in self.model.decoder.layers]
+            outputs += [
+                torch.stack([k for k, _ in kv]),
+                torch.stack([v for _, v in kv]),
+            ]  # layers x B x H x S x dh
+        return tuple(outputs)
+
+
+class DecoderStepGraph(nn.Module):
+    """One transformer decoding step with explicit caches (`TransformerDecoder.step` without a dict state)."""
+
+    def __init__(self, decoder: TransformerDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, prev_tokens, past_k, past_v, mem_k, mem_v, mem_attn_mask):
+        dec = self.decoder
+        position = sinusoidal_positions(1, dec.d_model, prev_tokens.device, offset=past_k.shape[3])
+        x = dec.embed(prev_tokens[:, None]) * (dec.d_model**0.5) + position
+        new_k, new_v = [], []
+        for i, layer in enumerate(dec.layers):
+            cache = {"k": past_k[i], "v": past_v[i], "mem_k": mem_k[i], "mem_v": mem_v[i]}
+            x = layer.step(x, cache, mem_attn_mask)
+            new_k.append(cache["k"])
+            new_v.append(cache["v"])
+        log_probs = F.log_softmax(dec.out(dec.norm(x[:, 0])).float(), dim=-1)
+        return log_probs, torch.stack(new_k), torch.stack(new_v)
+
+
+def _export(module: nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_shapes) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        program = torch.onnx.export(
+            module.eval(),
+            args,
+            dynamo=True,
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+            verbose=False,
+        )
+    program.save(str(path))
+
+
+def export_model(model, preprocess: Preprocess, folder: str | os.PathLike) -> list[Path]:
+    """Write the encoder (and decoder-step) graphs of an fp32 `OCRModel` into `folder`."""
+    if (
+        model.decoder is not None
+        and not isinstance(model.decoder, TransformerDecoder)
+        and model.ctc_head is None
+    ):
+        raise NotImplementedError("the ONNX path supports transformer decoders and CTC heads only")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = model.float().eval()
+    batch, columns, prefix = (
+        torch.export.Dim("batch"),
+        torch.export.Dim("columns"),
+        torch.export.Dim("prefix"),
+    )
+    images = torch.zeros(2, preprocess.channels, preprocess.height, 256)
+    widths = torch.tensor([256, 160])
+    encoder = EncoderGraph(model)
+    files = [folder / ENCODER_FILE]
+    with torch.no_grad():
+        # width: a multiple of 16 between 32 and a few thousand pixels (what Preprocess produces)
+        _export(
+            encoder,
+            (images, widths),
+            files[0],
+            ["images", "widths"],
+            encoder.output_names(),
+            {"images": {0: batch, 3: 16 * torch.export.Dim("width16", min=2, max=512)}, "widths": {0: batch}},
+        )
+        if encoder.with_decoder:
+            layers, _, heads, n_columns, head_dim = encoder(images, widths)[-1].shape
+            past = torch.zeros(layers, 2, heads, 3, head_dim)
+            mem_k, mem_v = (torch.randn(layers, 2, heads, n_columns, head_dim) for _ in range(2))
+            mask = torch.ones(2, 1, 1, n_columns, dtype=torch.bool)
+            files.append(folder / STEP_FILE)
+            _export(
+                DecoderStepGraph(model.decoder),
+                (torch.tensor([1, 1]), past, past.clone(), mem_k, mem_v, mask),
+                files[1],
+                ["prev_tokens", "past_k", "past_v", "mem_k", "mem_v", "mem_attn_mask"],
+                ["log_probs", "new_k", "new_v"],
+                {
+                    "prev_tokens": {0: batch},
+                    "past_k": {1: batch, 3: prefix},
+                    "past_v": {1: batch, 3: prefix},
+                    "mem_k": {1: batch, 3: columns},
+                    "mem_v": {1: batch, 3: columns},
+                    "mem_attn_mask": {0: batch, 3: columns},
+                },
+            )
+    return files
+
+
+def _fingerprint(release: Path) -> str:
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        digest.update((release / name).read_bytes())
+    digest.update(torch.__version__.encode())
+    return digest.hexdigest()[:16]
+
+
+def default_cache_dir(release: Path) -> Path:
+    """`<release>/onnx`, or a per-user cache when the release folder is read-only."""
+    if os.access(release, os.W_OK):
+        return release / "onnx"
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "vihtr" / "onnx" / f"{release.name}-{_fingerprint(release)}"
+
+
+def export_release(
+    release: str | os.PathLike, output: str | os.PathLike | None = None, check: bool = True
+) -> list[Path]:
+    """Export a released model folder (default output `<release>/onnx`); with `check`, compare onnxruntime's
+    outputs with torch's on a random batch. Returns the written files."""
+    release = Path(release)
+    model, preprocess, _ = load_release(release)
+    folder = Path(output) if output else default_cache_dir(release)
+    files = export_model(model, preprocess, folder)
+    (folder / META_FILE).write_text(
+        json.dumps({"fingerprint": _fingerprint(release), "release": str(release.resolve())}, indent=1),
+        encoding="utf-8",
+    )
+    if check:
+        check_export(model, preprocess, folder)
+    return files + [folder / META_FILE]
+
+
+def check_export(model, preprocess: Preprocess, folder: Path, atol: float = 1e-3) -> None:
+    """Raise if the ONNX graphs and torch disagree on a random batch (encoder outputs, first two steps)."""
+    torch.manual_seed(0)
+    images = torch.rand(3, preprocess.channels, preprocess.height, 320) * 2 - 1
+    widths = torch.tensor([320, 240, 96])
+    onnx_model = OnnxModel(folder, model.charset, model.max_len)
+    with torch.inference_mode():
+        memory, memory_mask = model.encode(images, widths)
+        started = onnx_model.start(images, widths, decoder=onnx_model.has_decoder, ctc=onnx_model.has_ctc)
+        if started.ctc_log_probs is not None:
+            expected = model.ctc_head(memory).float().log_softmax(-1)
+            _assert_close(started.ctc_log_probs, expected, atol, "CTC log-probs")
+        if onnx_model.has_decoder:
+            state = model.decoder.init_state(memory, memory_mask)
+            onnx_state = started.state
+            prev = torch.full((3,), 1, dtype=torch.long)
+            for _ in range(2):
+                expected, state = model.decoder.step(state, prev)
+                got, onnx_state = onnx_model.step(onnx_state, prev)
+                _assert_close(got, expected, atol, "decoder step log-probs")
+                prev = expected.argmax(-1)
+
+
+def _assert_close(got: torch.Tensor, expected: torch.Tensor, atol: float, what: str) -> None:
+    diff = float((got - expected).abs().max())
+    if diff > atol:
+        raise RuntimeError(f"ONNX export mismatch: {what} differ from torch by {diff:.2e} (> {atol})")
+
+
+class OnnxModel:
+    """A model's exported graphs under onnxruntime, with the `StepModel` methods of the lock-step searches."""
+
+    def __init__(self, folder: str | os.PathLike, charset: Charset, max_len: int, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        folder = Path(folder)
+        providers = ["CPUExecutionProvider"]
+        self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=providers)
+        step_path = folder / STEP_FILE
+        self.decoder_step = (
+            ort.InferenceSession(str(step_path), options, providers=providers)
+            if step_path.is_file()
+            else None
+        )
+        self.encoder_outputs = [o.name for o in self.encoder.get_outputs()]
+        self.charset = charset
+        self.max_len = max_len
+        self.has_decoder = self.decoder_step is not None
+        self.has_ctc = "ctc_log_probs" in self.encoder_outputs
+
+    @classmethod
+    def from_release(
+        cls,
+        release: str | os.PathLike,
+        cache_dir: str | os.PathLike | None = None,
+        threads: int | None = None,
+    ) -> tuple[OnnxModel, Preprocess]:
+        """Open a release's ONNX graphs, exporting them first when missing or made from other weights."""
+        release = Path(release)
+        config = json.loads((release / CONFIG_FILE).read_text(encoding="utf-8"))
+        folder = Path(cache_dir) / release.resolve().name if cache_dir else default_cache_dir(release)
+        meta = folder / META_FILE
+        fresh = meta.is_file() and json.loads(meta.read_text())["fingerprint"] == _fingerprint(release)
+        if not fresh:
+            export_release(release, folder, check=True)
+        charset = Charset(config["model"]["charset_chars"])
+        model = cls(folder, charset, int(config["model"]["max_len"]), threads)
+        return model, Preprocess.from_dict(config["preprocess"])
+
+    def start(self, images: torch.Tensor, widths: torch.Tensor, decoder: bool, ctc: bool) -> Started:
+        feed = {"images": images.float().numpy(), "widths": widths.numpy().astype(np.int64)}
+        outputs = dict(zip(self.encoder_outputs, self.encoder.run(None, feed)))
+        lengths = torch.from_numpy(outputs["lengths"])
+        started = Started(lengths=lengths)
+        if ctc:
+            started.ctc_log_probs = torch.from_numpy(outputs["ctc_log_probs"])
+        if decoder:
+            mem_k = outputs["mem_k"]
+            layers, batch, heads, columns, head_dim = mem_k.shape
+            past = np.zeros((layers, batch, heads, 0, head_dim), dtype=np.float32)
+            mask = np.arange(columns)[None, :] < outputs["lengths"][:, None]
+            started.state = {
+                "past_k": past,
+                "past_v": past,
+                "mem_k": mem_k,
+                "mem_v": outputs["mem_v"],
+                "mem_attn_mask": mask[:, None, None, :],
+            }
+        return started
+
+    def step(self, state: dict, prev_tokens: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        log_probs, new_k, new_v = self.decoder_step.run(
+            None, {"prev_tokens": prev_tokens.numpy().astype(np.int64), **state}
+        )
+        return torch.from_numpy(log_probs), {**state, "past_k": new_k, "past_v": new_v}
+
+    def reorder(self, state: dict, index: torch.Tensor) -> dict:
+        rows = index.numpy()
+        return {
+            name: np.take(value, rows, axis=0 if name == "mem_attn_mask" else 1)
+            for name, value in state.items()
+        }

@@ -1,0 +1,185 @@
+"""Read text lines from images with one or more released models.
+
+`Predictor` hides everything between an image and its text: loading (paths, PIL images, numpy arrays,
+bytes), the release's own `Preprocess` (exactly the training preprocessing), batching lines of similar
+width together, decoding (one model, or an ensemble decoded in lock step), and turning token ids into
+NFC text with confidences. An input that cannot be read gives `Prediction(error=...)`; the rest of the
+batch goes on.
+
+Confidence: a character's confidence is the probability the model gave to that character when it was
+chosen (the ensemble's averaged probability for an ensemble). A line's confidence is the product of its
+characters' probabilities, i.e. the model's probability that every character of the line is right; an
+empty line gets exp(score) of its search (the end token's probability; for CTC the mean column one).
+
+    from vihtr.inference.predictor import Predictor
+    predictor = Predictor.from_release("models/vihtr-b1")
+    print(predictor.predict_one("line.jpg").text)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from vihtr.data.preprocess import ImageLoadError, Preprocess, load_image, pad_batch
+from vihtr.inference.types import Prediction
+from vihtr.text.charset import SPECIAL_TOKENS, Charset
+
+METHODS = ("greedy", "beam", "ctc")
+BACKENDS = ("torch", "onnx")
+MODELS_ENV = "VIHTR_MODELS"
+
+
+def default_model_paths() -> list[str]:
+    """The released models: the folders listed in $VIHTR_MODELS, else those shipped under the repo's `models/`.
+
+    `VIHTR_MODELS` holds model folders, or folders of model folders, separated by the OS path separator.
+    """
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        roots = [Path(p) for p in env.split(os.pathsep) if p]
+    else:
+        repo = Path(__file__).resolve().parents[3]  # src/vihtr/inference/predictor.py -> repo root
+        roots = [repo / "models", Path.cwd() / "models"]
+    found: list[str] = []
+    for root in roots:
+        candidates = [root] if (root / "config.json").is_file() else sorted(root.glob("*/"))
+        for folder in candidates:
+            if (folder / "config.json").is_file() and str(folder.resolve()) not in found:
+                found.append(str(folder.resolve()))
+    if not found:
+        where = f"${MODELS_ENV}={env}" if env else " or ".join(str(r) for r in roots)
+        raise FileNotFoundError(
+            f"no released model found in {where}: a model folder holds config.json and weights.pt. "
+            f"Pass model folders explicitly (--models / paths=...) or set {MODELS_ENV}."
+        )
+    return found
+
+
+def to_prediction(ids: list[int], probs: list[float], score: float, charset: Charset) -> Prediction:
+    """One decoded line -> NFC text with per-character and line confidences (see the module docstring)."""
+    offset = len(SPECIAL_TOKENS)
+    kept = [(charset.chars[i - offset], float(p)) for i, p in zip(ids, probs) if i >= offset]
+    raw = "".join(c for c, _ in kept)
+    confidences = [p for _, p in kept]
+    text = unicodedata.normalize("NFC", raw)
+    if len(text) != len(raw):
+        # composing changed the length (cannot happen with an NFC charset): keep one value per character
+        confidences = [min(confidences)] * len(text)
+    line = math.prod(confidences) if confidences else math.exp(score)
+    return Prediction(text=text, confidence=min(1.0, max(0.0, line)), char_confidences=confidences)
+
+
+def _source_name(image) -> str:
+    return str(image) if isinstance(image, (str, os.PathLike)) else ""
+
+
+class Predictor:
+    """Images -> `Prediction`s with one model or an ensemble. Build it with `Predictor.from_release`."""
+
+    def __init__(
+        self,
+        decoder,
+        preprocesses: Sequence[Preprocess],
+        charset: Charset,
+        method: str = "greedy",
+        beam_size: int = 4,
+        batch_size: int = 16,
+    ) -> None:
+        """`decoder(batches: list[(images, widths)], method, beam_size) -> DecodeResult`, one batch per model
+        (`vihtr.inference.ensemble.EnsembleDecoder`); `preprocesses` holds each model's preprocessing."""
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.decoder = decoder
+        self.preprocesses = list(preprocesses)
+        self.charset = charset
+        self.method = method
+        self.beam_size = beam_size
+        self.batch_size = max(1, batch_size)
+
+    @classmethod
+    def from_release(
+        cls,
+        paths: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+        method: str = "greedy",
+        beam_size: int = 4,
+        batch_size: int = 16,
+        backend: str = "torch",
+        onnx_cache: str | os.PathLike | None = None,
+    ) -> Predictor:
+        """Load released model folders (default: `default_model_paths()`); two or more decode as an ensemble.
+
+        `backend="onnx"` runs the exported graphs with onnxruntime (exported on first use into `onnx_cache`,
+        default `<release>/onnx/`); `threads` sets torch's (and onnxruntime's) intra-op threads.
+        """
+        from vihtr.inference.ensemble import EnsembleDecoder
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if paths is None:
+            paths = default_model_paths()
+        elif isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        if not paths:
+            raise ValueError("no model paths given")
+        if threads:
+            torch.set_num_threads(threads)
+        models, preprocesses = [], []
+        for path in paths:
+            if backend == "onnx":
+                from vihtr.inference.onnx_export import OnnxModel
+
+                model, preprocess = OnnxModel.from_release(path, cache_dir=onnx_cache, threads=threads)
+            else:
+                from vihtr.models.release import load_release
+
+                model, preprocess, _ = load_release(str(path), device=device)
+                model = model.float().eval()  # fp16 weights run as fp32 on CPU
+            models.append(model)
+            preprocesses.append(preprocess)
+        decoder = EnsembleDecoder(models, device=device if backend == "torch" else "cpu")
+        return cls(decoder, preprocesses, decoder.charset, method, beam_size, batch_size)
+
+    def predict_one(self, image) -> Prediction:
+        return self.predict([image])[0]
+
+    def predict(self, images: Sequence) -> list[Prediction]:
+        """Paths, PIL images, numpy arrays or bytes -> one `Prediction` per input, in input order."""
+        results: list[Prediction | None] = [None] * len(images)
+        tensors: dict[int, list[torch.Tensor]] = {}
+        load_ms: dict[int, float] = {}
+        unique = list(dict.fromkeys(self.preprocesses))  # models sharing a preprocessing share its tensors
+        for i, image in enumerate(images):
+            start = time.perf_counter()
+            try:
+                img = load_image(image)
+                per_pre = {pre: pre(img) for pre in unique}
+                tensors[i] = [per_pre[pre] for pre in self.preprocesses]
+            except (ImageLoadError, OSError, ValueError) as e:
+                results[i] = Prediction(text="", confidence=0.0, source=_source_name(image), error=str(e))
+            load_ms[i] = (time.perf_counter() - start) * 1000
+            if results[i] is not None:
+                results[i].ms = load_ms[i]
+        # lines of similar width together: less padding, and the order is restored below
+        order = sorted(tensors, key=lambda i: tensors[i][0].shape[-1])
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            t0 = time.perf_counter()
+            batches = [pad_batch([tensors[i][m] for i in chunk]) for m in range(len(self.preprocesses))]
+            result = self.decoder(batches, method=self.method, beam_size=self.beam_size)
+            share = (time.perf_counter() - t0) * 1000 / len(chunk)
+            lines = zip(result.token_ids, result.token_probs, result.scores)
+            for i, (ids, probs, score) in zip(chunk, lines):
+                prediction = to_prediction(ids, probs, score, self.charset)
+                prediction.source = _source_name(images[i])
+                prediction.ms = load_ms[i] + share
+                results[i] = prediction
+        return results  # type: ignore[return-value]

@@ -1,0 +1,93 @@
+"""The predictor as a user calls it: images of every kind in, NFC text with confidences out."""
+
+import unicodedata
+
+import numpy as np
+import pytest
+from inference_helpers import train_tiny_release
+from PIL import Image
+
+from vihtr.inference.ensemble import EnsembleDecoder
+from vihtr.inference.predictor import Predictor, default_model_paths
+from vihtr.models.release import load_release
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tmp_path_factory, real_images):
+    return train_tiny_release(tmp_path_factory.getbasetemp() / "tiny-release", real_images)
+
+
+@pytest.fixture(scope="session")
+def predictor(tiny_release):
+    return Predictor.from_release(tiny_release, batch_size=3)
+
+
+def test_one_real_line_gives_nfc_text_and_confidences(predictor, real_images):
+    p = predictor.predict_one(real_images[0][0])
+    assert p.error == ""
+    assert p.text and p.text == unicodedata.normalize("NFC", p.text)
+    assert 0.0 <= p.confidence <= 1.0
+    assert len(p.char_confidences) == len(p.text)
+    assert all(0.0 <= c <= 1.0 for c in p.char_confidences)
+    assert p.confidence == pytest.approx(np.prod(p.char_confidences))
+    assert p.source == str(real_images[0][0]) and p.ms > 0
+
+
+def test_path_pil_numpy_and_bytes_read_the_same(predictor, real_images):
+    path = real_images[1][0]
+    pil = Image.open(path)
+    inputs = [str(path), pil, np.asarray(pil), path.read_bytes()]
+    results = predictor.predict(inputs)
+    assert {r.text for r in results} == {results[0].text}
+    for r in results[1:]:  # batch composition may change the last float bits
+        assert r.char_confidences == pytest.approx(results[0].char_confidences, abs=1e-4)
+
+
+def test_unreadable_inputs_give_errors_and_the_batch_goes_on(predictor, real_images, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg at all")
+    good = real_images[2][0]
+    results = predictor.predict([corrupt, good, tmp_path / "missing.png", b""])
+    assert results[0].error and "corrupt.jpg" in results[0].error and results[0].text == ""
+    assert results[1].error == "" and results[1].text == predictor.predict_one(good).text
+    assert "no such image file" in results[2].error
+    assert results[3].error
+
+
+def test_width_batching_keeps_input_order_and_matches_one_by_one(predictor, real_images):
+    paths = [p for p, _ in real_images]
+    batched = predictor.predict(paths)  # batch_size 3: sorted by width over three batches
+    single = [predictor.predict_one(p) for p in paths]
+    assert [b.source for b in batched] == [str(p) for p in paths]
+    assert [b.text for b in batched] == [s.text for s in single]
+    assert len({b.text for b in batched}) > 1  # the texts differ, so the order is really checked
+    for b, s in zip(batched, single):
+        assert b.confidence == pytest.approx(s.confidence, abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam", "ctc"])
+def test_ensemble_of_a_model_with_itself_is_the_model(tiny_release, real_images, method):
+    paths = [p for p, _ in real_images[:4]]
+    single = Predictor.from_release(tiny_release, method=method).predict(paths)
+    double = Predictor.from_release([tiny_release, tiny_release], method=method).predict(paths)
+    assert isinstance(double[0].text, str)
+    assert [d.text for d in double] == [s.text for s in single]
+    for d, s in zip(double, single):
+        assert d.char_confidences == pytest.approx(s.char_confidences, abs=1e-4)
+
+
+def test_ensemble_refuses_models_with_another_charset(tiny_release):
+    from vihtr.models.ocr import OCRModel
+
+    model, _, _ = load_release(tiny_release)
+    other = OCRModel(charset_chars="abc", backbone="mobilenetv3_small_050", d_model=32, nhead=4, ffn_dim=64)
+    with pytest.raises(ValueError, match="charset"):
+        EnsembleDecoder([model, other])
+
+
+def test_default_model_paths_reads_the_environment(tiny_release, monkeypatch, tmp_path):
+    monkeypatch.setenv("VIHTR_MODELS", str(tiny_release.parent))
+    assert str(tiny_release.resolve()) in default_model_paths()
+    monkeypatch.setenv("VIHTR_MODELS", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="no released model"):
+        default_model_paths()
