@@ -1,0 +1,5 @@
+import sys
+
+from vihtr.app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""Start the web app: `python -m vihtr.app ...` or `vihtr serve ...` (same options).
+
+python -m vihtr.app --port 8000 --samples-dir ../shared/data/kalapa2023/public_test
+vihtr serve --models models/vihtr-b1 models/vihtr-b2 --host 0.0.0.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from vihtr.app.serving import SERVERS
+
+SAMPLES_ENV = "VIHTR_SAMPLES_DIR"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
+    p.add_argument(
+        "--samples-dir",
+        default=os.environ.get(SAMPLES_ENV),
+        help=f"folder of line images for 'Get Images' (default: ${SAMPLES_ENV}, else the samples shipped with the app)",
+    )
+    p.add_argument("--method", choices=["greedy", "beam", "ctc"], default="greedy")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: torch's)")
+    p.add_argument("--max-files", type=int, default=16, help="images per request")
+    p.add_argument("--max-upload-mb", type=float, default=10, help="request body size")
+    p.add_argument("--max-pixels", type=int, default=None, help="pixels per image (default: 20 million)")
+    p.add_argument(
+        "--server", choices=SERVERS, default="auto", help="auto: waitress when installed, else Flask's"
+    )
+    p.add_argument("--server-threads", type=int, default=4, help="waitress worker threads")
+    p.add_argument("--lazy", action="store_true", help="load the models at the first request, not at start")
+
+
+def add_parser(subparsers) -> None:
+    """Add the `serve` subcommand to the `vihtr` command."""
+    p = subparsers.add_parser("serve", help="start the web app (page + JSON API)")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from werkzeug.exceptions import ServiceUnavailable
+
+    from vihtr.app.server import DEFAULT_MAX_PIXELS, create_app
+    from vihtr.app.serving import serve
+
+    options = {
+        "device": args.device,
+        "threads": args.threads,
+        "method": args.method,
+        "beam_size": args.beam_size,
+        "backend": args.backend,
+    }
+    try:
+        app = create_app(
+            model_paths=args.models,
+            samples_dir=args.samples_dir,
+            max_files=args.max_files,
+            max_upload_mb=args.max_upload_mb,
+            max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+            predictor_options=options,
+            preload=not args.lazy,
+        )
+    except ServiceUnavailable as e:
+        print(f"error: {e.description}", file=sys.stderr)
+        return 2
+    print(f"vihtr web app on http://{args.host}:{args.port}/ (Ctrl+C stops it)", file=sys.stderr)
+    serve(app, args.host, args.port, threads=args.server_threads, server=args.server)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    parser = argparse.ArgumentParser(prog="python -m vihtr.app", description="the vihtr web app")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,186 @@
+"""The web API described by hand in OpenAPI 3 (served at /openapi.json)."""
+
+from __future__ import annotations
+
+
+def _error(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def openapi_spec(version: str, max_files: int, max_upload_mb: float, max_pixels: int) -> dict:
+    limits = f"At most {max_files} files, {max_upload_mb:g} MB per request, {max_pixels:,} pixels per image."
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "vihtr",
+            "version": version,
+            "description": "Vietnamese handwritten text-line recognition: send line images, get their text.",
+        },
+        "paths": {
+            "/": {
+                "get": {
+                    "summary": "The web page (HTML): show samples or your own line images and read them",
+                    "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                }
+            },
+            "/static/{filename}": {
+                "get": {
+                    "summary": "The page's script and style sheet",
+                    "parameters": [
+                        {"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": {"description": "the file"}, "404": _error("no such file")},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness, whether the models are loaded, version and limits",
+                    "responses": {
+                        "200": {
+                            "description": "server status",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                            },
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3 document", "content": {"application/json": {}}}
+                    },
+                }
+            },
+            "/api/predict": {
+                "post": {
+                    "summary": "Read the text of one or more line images",
+                    "description": f"multipart/form-data with the images under the field `images` (or `image`). {limits}",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "images": {
+                                            "type": "array",
+                                            "items": {"type": "string", "format": "binary"},
+                                        },
+                                        "image": {"type": "string", "format": "binary"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "one prediction per image, in upload order",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/PredictResponse"}
+                                }
+                            },
+                        },
+                        "400": _error("no files, an empty file, or a file that is not a readable image"),
+                        "413": _error(
+                            "too many files, request body too large, or image over the pixel limit"
+                        ),
+                        "415": _error("the request is not multipart/form-data"),
+                        "503": _error("the models could not be loaded"),
+                    },
+                }
+            },
+            "/api/samples": {
+                "get": {
+                    "summary": "Random sample line images from the server's samples folder",
+                    "parameters": [
+                        {
+                            "name": "n",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": max_files, "default": 3},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "up to n distinct samples",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Samples"}}
+                            },
+                        },
+                        "400": _error("n is not an integer in range"),
+                    },
+                }
+            },
+            "/api/samples/{name}": {
+                "get": {
+                    "summary": "One sample image, by the name /api/samples gave",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {"description": "the image", "content": {"image/*": {}}},
+                        "404": _error("no such sample"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                },
+                "Prediction": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "description": "the uploaded file's name"},
+                        "text": {"type": "string", "description": "the line's text, Unicode NFC"},
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                        "char_confidences": {"type": "array", "items": {"type": "number"}},
+                        "ms": {"type": "number", "description": "time spent on this line"},
+                    },
+                },
+                "PredictResponse": {
+                    "type": "object",
+                    "properties": {
+                        "predictions": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Prediction"},
+                        },
+                        "model": {"type": "array", "items": {"type": "string"}},
+                        "total_ms": {"type": "number"},
+                    },
+                },
+                "Samples": {
+                    "type": "object",
+                    "properties": {
+                        "samples": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"name": {"type": "string"}, "url": {"type": "string"}},
+                            },
+                        }
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok"]},
+                        "models_loaded": {"type": "boolean"},
+                        "model": {"type": "array", "items": {"type": "string"}},
+                        "model_error": {"type": "string"},
+                        "version": {"type": "string"},
+                        "limits": {"type": "object"},
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,389 @@
+"""The web app over HTTP: the real server (waitress) on a free localhost port, a tiny real model, urllib calls."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import vihtr
+from vihtr.app.server import create_app
+from vihtr.app.serving import start_in_thread
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KALAPA = Path(os.environ.get("VIHTR_DATA_ROOT", REPO_ROOT.parent / "shared" / "data")) / "kalapa2023"
+SHIPPED_SAMPLES = REPO_ROOT / "src" / "vihtr" / "app" / "samples"
+MAX_FILES = 4
+MAX_UPLOAD_MB = 1
+MAX_PIXELS = 1_000_000
+
+
+def make_tiny_release(folder: Path) -> Path:
+    """A random, tiny but real released model (about 0.1 M parameters): fast to load and to run."""
+    from vihtr.data.preprocess import Preprocess
+    from vihtr.models.ocr import OCRModel
+    from vihtr.models.release import save_release
+
+    torch.manual_seed(0)
+    model = OCRModel(
+        backbone="test_efficientnet", d_model=32, decoder="transformer", decoder_layers=1, nhead=2,
+        ffn_dim=64, max_len=12, ctc=False,
+    )  # fmt: skip
+    return save_release(model, folder, Preprocess(height=32, max_width=256))
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tmp_path_factory) -> Path:
+    return make_tiny_release(tmp_path_factory.mktemp("release") / "tiny-model")
+
+
+@pytest.fixture(scope="session")
+def line_images() -> list[Path]:
+    """Two real Kalapa lines when the data is here, else two of the samples shipped with the app."""
+    real = sorted((KALAPA / "images").glob("*/*.jpg"))[:2]
+    return real if len(real) == 2 else sorted(SHIPPED_SAMPLES.glob("*.png"))[:2]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_release):
+    app = create_app(
+        model_paths=[str(tiny_release)],
+        max_files=MAX_FILES,
+        max_upload_mb=MAX_UPLOAD_MB,
+        max_pixels=MAX_PIXELS,
+    )
+    running = start_in_thread(app)
+    yield running.url
+    running.stop()
+
+
+def call(url: str, method: str = "GET", body: bytes | None = None, content_type: str | None = None):
+    """-> (status, headers, body bytes); HTTP errors are answers too."""
+    request = urllib.request.Request(url, data=body, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def call_json(url: str, method: str = "GET", body: bytes | None = None, content_type: str | None = None):
+    status, headers, raw = call(url, method, body, content_type)
+    assert headers.get_content_type() == "application/json", raw[:200]
+    return status, json.loads(raw)
+
+
+def multipart(files: list[tuple[str, str, bytes]], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """[(field, filename, data)] -> (body, content type)."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in (fields or {}).items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        )
+    for field, filename, data in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def post_images(url: str, files: list[tuple[str, bytes]], field: str = "images"):
+    body, content_type = multipart([(field, name, data) for name, data in files])
+    return call_json(f"{url}/api/predict", "POST", body, content_type)
+
+
+def png_bytes(size=(120, 32), color=255) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    data = bytearray(png_bytes((1, 1)))
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13]))
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+def png_with_garbage_pixels() -> bytes:
+    """A PNG with a valid header (signature + IHDR: 33 bytes) and a well-formed IDAT chunk of random bytes."""
+    garbage = os.urandom(300)
+    idat = (
+        struct.pack(">I", len(garbage)) + b"IDAT" + garbage + struct.pack(">I", zlib.crc32(b"IDAT" + garbage))
+    )
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return png_bytes((64, 64))[:33] + idat + iend
+
+
+def assert_still_up(url: str) -> None:
+    status, health = call_json(f"{url}/health")
+    assert status == 200 and health["status"] == "ok"
+
+
+def test_predict_one_and_two_images_match_the_predictor(server, tiny_release, line_images):
+    from vihtr.inference.predictor import Predictor
+
+    expected = Predictor.from_release(str(tiny_release)).predict([str(p) for p in line_images])
+    for count in (1, 2):
+        files = [(p.name, p.read_bytes()) for p in line_images[:count]]
+        status, body = post_images(server, files)
+        assert status == 200, body
+        assert body["model"] == [tiny_release.name]
+        assert body["total_ms"] > 0
+        assert [p["name"] for p in body["predictions"]] == [p.name for p in line_images[:count]]
+        for prediction, want in zip(body["predictions"], expected):
+            assert prediction["text"] == want.text
+            assert prediction["confidence"] == pytest.approx(want.confidence, abs=1e-3)
+            assert 0.0 <= prediction["confidence"] <= 1.0
+            assert len(prediction["char_confidences"]) == len(prediction["text"])
+            assert prediction["ms"] > 0
+
+
+def test_predict_accepts_the_single_image_field(server, line_images):
+    status, body = post_images(server, [("line.jpg", line_images[0].read_bytes())], field="image")
+    assert status == 200 and len(body["predictions"]) == 1
+
+
+def test_health_reports_models_and_version(server, tiny_release, line_images):
+    post_images(server, [("line", line_images[0].read_bytes())])  # the models load at the first prediction
+    status, health = call_json(f"{server}/health")
+    assert status == 200
+    assert health == {
+        "status": "ok",
+        "models_loaded": True,
+        "model": [tiny_release.name],
+        "version": vihtr.__version__,
+        "limits": {"max_files": MAX_FILES, "max_upload_mb": MAX_UPLOAD_MB, "max_pixels": MAX_PIXELS},
+    }
+
+
+def test_openapi_lists_every_route(server, tiny_release):
+    status, spec = call_json(f"{server}/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    app = create_app(model_paths=[str(tiny_release)])
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        assert path in spec["paths"], f"{path} missing from openapi.json"
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in spec["paths"][path], f"{method} {path} missing from openapi.json"
+
+
+def test_page_is_served_with_its_controls_and_safe_headers(server):
+    status, headers, html = call(f"{server}/")
+    assert status == 200 and headers.get_content_type() == "text/html"
+    for element_id in ("get-images", "predict", "file-input", "drop-zone", "images", "status"):
+        assert f'id="{element_id}"' in html.decode()
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert call(f"{server}{asset}")[0] == 200
+
+
+def test_samples_are_distinct_and_served(server):
+    status, body = call_json(f"{server}/api/samples?n=3")
+    assert status == 200
+    names = [s["name"] for s in body["samples"]]
+    assert len(names) == 3 and len(set(names)) == 3
+    for sample in body["samples"]:
+        status, _, data = call(f"{server}{sample['url']}")
+        assert status == 200
+        assert data == (SHIPPED_SAMPLES / sample["name"]).read_bytes()
+
+
+@pytest.mark.parametrize("query", ["n=0", "n=abc", "n=999", "n=-2"])
+def test_samples_reject_a_bad_count(server, query):
+    status, body = call_json(f"{server}/api/samples?{query}")
+    assert status == 400 and "n must" in body["error"]
+
+
+TRAVERSALS = [
+    "../server.py",
+    "../../../../etc/passwd",
+    "%2e%2e/server.py",
+    "%2e%2e%2fserver.py",
+    "..%2f..%2fapp%2fserver.py",
+    "%2fetc%2fpasswd",
+    "/etc/passwd",
+    "sample-01.png/../../server.py",
+    "..\\server.py",
+]
+
+
+@pytest.mark.parametrize("path", TRAVERSALS)
+def test_samples_never_leave_their_folder(server, path):
+    status, _, body = call(f"{server}/api/samples/{path}")
+    assert 400 <= status < 500
+    assert b"root:" not in body and b"create_app" not in body
+    assert json.loads(body)["error"]
+
+
+def test_symlinks_out_of_the_samples_folder_are_not_served(tmp_path, tiny_release):
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    secret.write_bytes(png_bytes())
+    samples = tmp_path / "samples"
+    (samples / "writer").mkdir(parents=True)
+    (samples / "writer" / "0.png").write_bytes(png_bytes())
+    (samples / "link.png").symlink_to(secret)
+    (samples / "linked-dir").symlink_to(secret.parent, target_is_directory=True)
+    running = start_in_thread(create_app(model_paths=[str(tiny_release)], samples_dir=samples))
+    try:
+        status, body = call_json(f"{running.url}/api/samples?n=5")
+        assert [s["name"] for s in body["samples"]] == ["writer/0.png"]
+        assert call(f"{running.url}/api/samples/writer/0.png")[0] == 200
+        for name in ("link.png", "linked-dir/secret.png"):
+            assert call(f"{running.url}/api/samples/{name}")[0] == 404
+    finally:
+        running.stop()
+
+
+def bad_requests(line_image: bytes):
+    big = os.urandom(int(MAX_UPLOAD_MB * 1024 * 1024 * 1.5))
+    return {
+        "non-image file": (
+            400,
+            *multipart([("images", "notes.png", b"just some text, not an image\n" * 20)]),
+        ),
+        "not an image format": (
+            400,
+            *multipart([("images", "x.png", b"\x89PNG\r\n\x1a\n" + os.urandom(300))]),
+        ),
+        "corrupt image": (400, *multipart([("images", "x.png", png_with_garbage_pixels())])),
+        "truncated image": (400, *multipart([("images", "cut.jpg", line_image[: len(line_image) // 2])])),
+        "empty upload": (400, *multipart([("images", "empty.png", b"")])),
+        "no files": (400, *multipart([], fields={"note": "hello"})),
+        "unsupported format": (400, *multipart([("images", "x.ppm", b"P5 4 4 255\n" + bytes(16))])),
+        "too many files": (
+            413,
+            *multipart([("images", f"{i}.png", png_bytes()) for i in range(MAX_FILES + 1)]),
+        ),
+        "body over the size limit": (413, *multipart([("images", "big.png", big)])),
+        "pixel bomb header": (413, *multipart([("images", "bomb.png", png_claiming_size(50_000, 50_000))])),
+        "over the pixel limit": (413, *multipart([("images", "wide.png", png_bytes((2000, 600)))])),
+        "json body": (415, json.dumps({"images": []}).encode(), "application/json"),
+        "raw image body": (415, line_image, "image/jpeg"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "non-image file", "not an image format", "corrupt image", "truncated image", "empty upload", "no files", "unsupported format",
+        "too many files", "body over the size limit", "pixel bomb header", "over the pixel limit",
+        "json body", "raw image body",
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_clear_json_error(server, line_images, case):
+    status, body, content_type = bad_requests(line_images[0].read_bytes())[case]
+    got, answer = call_json(f"{server}/api/predict", "POST", body, content_type)
+    assert got == status, answer
+    assert isinstance(answer["error"], str) and len(answer["error"]) > 10
+    assert_still_up(server)
+
+
+def test_unknown_route_and_wrong_method_answer_json(server):
+    status, body = call_json(f"{server}/no/such/page")
+    assert status == 404 and "/no/such/page" in body["error"]
+    status, body = call_json(f"{server}/api/predict")
+    assert status == 405 and body["error"]
+    assert_still_up(server)
+
+
+class FailingPredictor:
+    """Stands in for a predictor with a bug."""
+
+    def predict(self, images):
+        raise RuntimeError("boom")
+
+
+def test_a_server_error_is_json_logged_and_survived(caplog, line_images):
+    running = start_in_thread(create_app(predictor=FailingPredictor()))
+    try:
+        status, body = post_images(running.url, [("line.jpg", line_images[0].read_bytes())])
+        assert status == 500 and "RuntimeError" in body["error"] and "boom" not in body["error"]
+        assert any("boom" in r.getMessage() or r.exc_info for r in caplog.records)
+        assert_still_up(running.url)
+    finally:
+        running.stop()
+
+
+def test_models_that_cannot_load_answer_503(tmp_path, line_images):
+    running = start_in_thread(create_app(model_paths=[str(tmp_path / "missing-model")]))
+    try:
+        status, body = post_images(running.url, [("line.jpg", line_images[0].read_bytes())])
+        assert status == 503 and "missing-model" in body["error"]
+        status, health = call_json(f"{running.url}/health")
+        assert status == 200 and health["models_loaded"] is False and "missing-model" in health["model_error"]
+    finally:
+        running.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_subcommand_is_registered():
+    from vihtr.app import cli as app_cli
+    from vihtr.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--port", "9999", "--samples-dir", "/tmp"])
+    assert args.func is app_cli.run and args.port == 9999 and args.samples_dir == "/tmp"
+
+
+def test_python_m_vihtr_app_starts_and_serves(tiny_release, line_images):
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "vihtr.app",
+        "--port",
+        str(port),
+        "--models",
+        str(tiny_release),
+        "--threads",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, health = call_json(f"{url}/health")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "server did not start in 60 s"
+                time.sleep(0.2)
+        assert status == 200 and health["models_loaded"] is True  # loaded at start, not lazily
+        status, body = post_images(url, [(line_images[0].name, line_images[0].read_bytes())])
+        assert status == 200 and len(body["predictions"]) == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
