@@ -1,0 +1,82 @@
+"""`vihtr predict` and `vihtr export-onnx` as a user runs them."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from inference_helpers import train_tiny_release
+
+from vihtr.cli import build_parser, main
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tmp_path_factory, real_images):
+    return train_tiny_release(tmp_path_factory.getbasetemp() / "tiny-release", real_images)
+
+
+@pytest.fixture
+def folder_with_a_corrupt_file(tmp_path, real_images):
+    folder = tmp_path / "scans"
+    (folder / "sub").mkdir(parents=True)
+    for i, (path, _) in enumerate(real_images[:3]):
+        shutil.copy(path, folder / ("sub" if i == 2 else "") / f"line{i}.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (folder / "notes.md").write_text("not an image, skipped")
+    return folder
+
+
+def test_predict_folder_to_csv_and_json(tiny_release, folder_with_a_corrupt_file, tmp_path):
+    out_csv, out_json = tmp_path / "out.csv", tmp_path / "out.json"
+    args = [
+        "predict",
+        str(folder_with_a_corrupt_file),
+        "--models",
+        str(tiny_release),
+        "-q",
+        "--batch-size",
+        "2",
+    ]
+    assert main([*args, "-o", str(out_csv)]) == 0
+    assert main([*args, "-o", str(out_json)]) == 0
+    rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
+    assert list(rows[0]) == ["path", "text", "confidence", "error"]
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == [
+        "broken.jpg",
+        "line0.jpg",
+        "line1.jpg",
+        "line2.jpg",
+    ]
+    broken, good = rows[0], rows[1:]
+    assert broken["error"] and broken["text"] == ""
+    assert all(r["text"] and not r["error"] and 0 <= float(r["confidence"]) <= 1 for r in good)
+    records = json.loads(out_json.read_text(encoding="utf-8"))
+    assert [r["text"] for r in records] == [r["text"] for r in rows]
+
+
+def test_predict_a_list_file_to_stdout(tiny_release, folder_with_a_corrupt_file, capsys):
+    listing = folder_with_a_corrupt_file / "list.txt"
+    listing.write_text("line0.jpg\nsub/line2.jpg\n")
+    assert main(["predict", str(listing), "--models", str(tiny_release), "-q"]) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    assert lines[0] == "path\ttext\tconfidence\terror" and len(lines) == 3
+
+
+def test_missing_input_exits_nonzero_with_a_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vihtr.cli", "predict", str(tmp_path / "nowhere.jpg")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "input not found" in result.stderr and "nowhere.jpg" in result.stderr
+
+
+def test_subcommands_are_registered():
+    parser = build_parser()
+    args = parser.parse_args(["export-onnx", "models/x", "-o", "out"])
+    assert args.func.__name__ == "run_export_onnx"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "a.jpg", "--method", "sideways"])

@@ -1,0 +1,58 @@
+"""The ONNX fast path reads real lines exactly as torch does."""
+
+import json
+
+import pytest
+import torch
+from inference_helpers import train_tiny_release
+
+from vihtr.inference.onnx_export import ENCODER_FILE, META_FILE, STEP_FILE, OnnxModel
+from vihtr.inference.predictor import Predictor
+from vihtr.models.release import load_release
+
+
+@pytest.fixture(scope="session")
+def tiny_release(tmp_path_factory, real_images):
+    return train_tiny_release(tmp_path_factory.getbasetemp() / "tiny-release", real_images)
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.mark.parametrize("method", ["greedy", "ctc", "beam"])
+def test_onnx_reads_real_lines_like_torch(tiny_release, onnx_cache, real_images, method):
+    paths = [p for p, _ in real_images]
+    torch_preds = Predictor.from_release(tiny_release, method=method).predict(paths)
+    onnx_preds = Predictor.from_release(
+        tiny_release, method=method, backend="onnx", onnx_cache=onnx_cache, threads=1
+    ).predict(paths)
+    assert [p.text for p in onnx_preds] == [p.text for p in torch_preds]
+    assert len({p.text for p in torch_preds}) > 1
+    for o, t in zip(onnx_preds, torch_preds):
+        assert o.char_confidences == pytest.approx(t.char_confidences, abs=1e-3)
+
+
+def test_export_writes_both_graphs_once(tiny_release, onnx_cache, real_images):
+    Predictor.from_release(tiny_release, backend="onnx", onnx_cache=onnx_cache)
+    folder = onnx_cache / tiny_release.name
+    assert (folder / ENCODER_FILE).is_file() and (folder / STEP_FILE).is_file()
+    stamp = (folder / ENCODER_FILE).stat().st_mtime_ns
+    Predictor.from_release(tiny_release, backend="onnx", onnx_cache=onnx_cache)  # cached: no new export
+    assert (folder / ENCODER_FILE).stat().st_mtime_ns == stamp
+    assert json.loads((folder / META_FILE).read_text())["fingerprint"]
+
+
+def test_onnx_encoder_logits_match_torch_for_other_batch_and_width(tiny_release, onnx_cache):
+    Predictor.from_release(tiny_release, backend="onnx", onnx_cache=onnx_cache)
+    model, preprocess, _ = load_release(tiny_release)
+    onnx_model = OnnxModel(onnx_cache / tiny_release.name, model.charset, model.max_len)
+    images = torch.rand(5, 1, preprocess.height, 480) * 2 - 1
+    widths = torch.tensor([480, 400, 64, 32, 300])
+    started = onnx_model.start(images, widths, decoder=False, ctc=True)
+    with torch.inference_mode():
+        memory, mask = model.encode(images, widths)
+        expected = model.ctc_head(memory).log_softmax(-1)
+    assert started.lengths.tolist() == (~mask).sum(1).tolist()
+    assert torch.allclose(started.ctc_log_probs, expected, atol=1e-3)
