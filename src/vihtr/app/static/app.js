@@ -126,6 +126,7 @@ async function predict() {
   if (!response.ok) throw new Error(await errorMessage(response));
   const body = await response.json();
   body.predictions.forEach((prediction, i) => showPrediction(items[i], prediction));
+  showModel(body.model);
   setStatus(`Read ${items.length} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}.`);
 }
 
@@ -145,13 +146,19 @@ async function copyText(item) {
   setStatus(`Copied: ${text}`);
 }
 
+function showModel(names, version) {
+  const models = names.length ? names.join(" + ") : "models load at the first prediction";
+  const info = $("#model-info");
+  if (version) info.dataset.version = version;
+  info.textContent = `Model: ${models} · version ${info.dataset.version || "?"}`;
+}
+
 async function loadHealth() {
   try {
     const response = await fetch("/health");
     const health = await response.json();
     state.maxFiles = health.limits.max_files;
-    const models = health.model.length ? health.model.join(" + ") : "models load at the first prediction";
-    $("#model-info").textContent = `Model: ${models} · version ${health.version}`;
+    showModel(health.model, health.version);
   } catch (error) {
     $("#model-info").textContent = `Server not reachable: ${error.message}`;
   }

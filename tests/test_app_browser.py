@@ -1,0 +1,132 @@
+"""The page in headless Chromium: Get Images shows 3 samples, Predict shows what the API reads for them.
+
+Needs the Debian packages `chromium` and `chromium-driver` (scripts/install_chromium.sh); skipped without
+them. Set VIHTR_SCREENSHOTS=<folder> to keep a screenshot of the page after a prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from vihtr.app.server import create_app
+from vihtr.app.serving import start_in_thread
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_SAMPLES = REPO_ROOT / "src" / "vihtr" / "app" / "samples"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="chromium and chromedriver not installed (run scripts/install_chromium.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from vihtr.data.preprocess import Preprocess
+    from vihtr.models.ocr import OCRModel
+    from vihtr.models.release import save_release
+
+    torch.manual_seed(0)
+    model = OCRModel(
+        backbone="test_efficientnet", d_model=32, decoder="transformer", decoder_layers=1, nhead=2,
+        ffn_dim=64, max_len=12, ctc=False,
+    )  # fmt: skip
+    release = save_release(model, tmp_path_factory.mktemp("release") / "tiny-model", Preprocess(height=32))
+    running = start_in_thread(create_app(model_paths=[str(release)]))
+    yield running.url
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", "--window-size=1200,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def api_texts(url: str, names: list[str]) -> list[str]:
+    """What /api/predict reads for the shipped samples of these names."""
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n\r\n'.encode()
+            + (SHIPPED_SAMPLES / name).read_bytes()
+            + b"\r\n"
+            for name in names
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(f"{url}/api/predict", data=body, method="POST")
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return [p["text"] for p in json.load(response)["predictions"]]
+
+
+def test_get_images_then_predict_shows_the_api_texts(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    wait.until(lambda d: "Model:" in d.find_element(By.ID, "model-info").text)
+
+    browser.find_element(By.ID, "get-images").click()
+    loaded = "return [...document.querySelectorAll('img.line-image')].filter(i => i.complete && i.naturalWidth > 0).length"
+    wait.until(lambda d: d.execute_script(loaded) == 3)
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".image-name")]
+    assert len(set(names)) == 3 and all((SHIPPED_SAMPLES / n).is_file() for n in names)
+    assert all(img.get_attribute("alt") for img in browser.find_elements(By.CSS_SELECTOR, "img.line-image"))
+
+    browser.find_element(By.ID, "predict").click()
+    shown = "return [...document.querySelectorAll('.result')].filter(r => !r.hidden).length"
+    wait.until(lambda d: d.execute_script(shown) == 3)
+    texts = browser.execute_script(
+        "return [...document.querySelectorAll('.prediction-text')].map(e => e.textContent)"
+    )
+    assert texts == api_texts(server, names)
+    confidences = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".prediction-confidence")]
+    assert all(c.endswith("%") for c in confidences)
+    assert "Read 3 line(s)" in browser.find_element(By.ID, "status").text
+
+    screenshot_dir = Path(os.environ.get("VIHTR_SCREENSHOTS", tmp_path))
+    screenshot_dir.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(screenshot_dir / "app-predicted.png"))
+
+
+def test_an_uploaded_image_is_added_and_read(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    sample = SHIPPED_SAMPLES / "sample-05.png"
+    browser.find_element(By.ID, "file-input").send_keys(str(sample))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 1)
+    assert browser.find_element(By.CSS_SELECTOR, ".image-name").text == sample.name
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda d: d.execute_script("return !document.querySelector('.result').hidden"))
+    text = browser.execute_script("return document.querySelector('.prediction-text').textContent")
+    assert text == api_texts(server, [sample.name])[0]
