@@ -1,0 +1,93 @@
+"""Released models: one folder with `weights.pt` (fp16 state dict) and `config.json`.
+
+`config.json` carries everything needed to use the weights: the model config (charset included), the
+image preprocessing, and free-form metadata (training data, steps, scores). Loading gives an fp32 model
+in eval mode. `average_checkpoints` averages the weights of several checkpoints (the seed's last-k
+averaging) into one state dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from vihtr.data.preprocess import Preprocess
+from vihtr.models.ocr import OCRModel
+
+RELEASE_FORMAT = "vihtr-release"
+RELEASE_VERSION = 1
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "config.json"
+
+
+def save_release(
+    model: OCRModel, folder: str | os.PathLike, preprocess: Preprocess, metadata: dict | None = None
+) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+        for k, v in model.state_dict().items()
+    }
+    torch.save(state, folder / WEIGHTS_FILE)
+    config = {
+        "format": RELEASE_FORMAT,
+        "version": RELEASE_VERSION,
+        "model": model.config,
+        "preprocess": preprocess.to_dict(),
+        "metadata": metadata or {},
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    return folder
+
+
+def load_release(
+    folder: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[OCRModel, Preprocess, dict]:
+    """-> (fp32 model in eval mode on `device`, its Preprocess, its metadata)."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a released model: no {CONFIG_FILE}")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("format") != RELEASE_FORMAT or config.get("version", 0) > RELEASE_VERSION:
+        raise ValueError(f"{config_path}: not a vihtr release this code can read")
+    model = OCRModel(**config["model"])
+    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device).eval(), Preprocess.from_dict(config["preprocess"]), config.get("metadata", {})
+
+
+def _model_state(path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state)
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def average_checkpoints(paths: list[str | os.PathLike], prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """Mean of the floating-point weights of N Lightning checkpoints or state-dict files.
+
+    Only keys starting with `prefix` are kept, with the prefix removed ("" keeps everything), so the
+    result loads straight into the network. Integer buffers (BatchNorm's step counters) come from the
+    last file.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    states = [_model_state(p, prefix) for p in paths]
+    keys = states[0].keys()
+    if not keys:
+        raise ValueError(f"{paths[0]} has no weights under the prefix {prefix!r}")
+    for path, state in zip(paths[1:], states[1:]):
+        if state.keys() != keys:
+            raise ValueError(f"{path} does not hold the same weights as {paths[0]}")
+    averaged = {}
+    for key in keys:
+        values = [s[key] for s in states]
+        if values[0].is_floating_point():
+            averaged[key] = (torch.stack([v.float() for v in values]).mean(dim=0)).to(values[0].dtype)
+        else:
+            averaged[key] = values[-1].clone()
+    return averaged
