@@ -76,6 +76,8 @@ class Models:
                     self.error = f"{type(e).__name__}: {e}"
                     log.exception("could not load the models")
                     raise ServiceUnavailable(f"the models could not be loaded: {self.error}") from e
+                # one blank line through the whole path, so the first user does not pay torch's warm-up
+                self._predictor.predict([Image.new("RGB", (256, 64), "white")])
                 self.names = [Path(p).name for p in paths]
                 self.error = ""
                 log.info("models loaded: %s", ", ".join(str(p) for p in paths))
