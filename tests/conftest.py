@@ -1,0 +1,37 @@
+"""Shared test setup: offline, quiet, few threads, and the real data root when present."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import torch  # noqa: E402
+
+import vihtr  # noqa: E402, F401  (torchvision fix before anything imports timm)
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("VIHTR_DATA_ROOT", REPO_ROOT.parent / "shared" / "data"))
+KALAPA = DATA_ROOT / "kalapa2023"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (KALAPA / "labels.tsv").exists():
+        pytest.skip(f"real data not found under {DATA_ROOT} (set VIHTR_DATA_ROOT)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def real_images(data_root) -> list[tuple[Path, str]]:
+    """A few real Kalapa lines (path, label)."""
+    rows = []
+    for line in (KALAPA / "labels.tsv").read_text(encoding="utf-8").splitlines()[:8]:
+        path, text = line.split("\t")
+        rows.append((KALAPA / path, text))
+    return rows
