@@ -1,0 +1,125 @@
+"""LineDataModule: the batch contract, the mixture, fixed validation, label filtering, workers, bucketing."""
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vihtr.data.datamodule import LineDataModule
+from vihtr.data.preprocess import Preprocess
+from vihtr.data.sources.base import Sample
+from vihtr.data.sources.inkml import InkMLSource
+from vihtr.data.sources.real import LineFolderSource
+from vihtr.text.charset import EOS, PAD, SOS, Charset
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PRE = Preprocess(height=16, max_width=256, min_width=16, width_multiple=8)
+
+
+class TextSource:
+    """A generated source whose labels are given: tests label filtering without the synthetic renderers."""
+
+    def __init__(self, name: str, texts: list[str]) -> None:
+        self.name, self.texts = name, texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def get(self, index: int, rng: random.Random) -> Sample:
+        image = Image.new("RGB", (8 * len(self.texts[index]) + rng.randrange(8), 16), "white")
+        return Sample(image=image, text=self.texts[index], source=self.name)
+
+
+def make(**kw) -> LineDataModule:
+    args = dict(
+        train_sources={
+            "kalapa": LineFolderSource(FIXTURES / "lines"),
+            "vnondb": InkMLSource(FIXTURES / "inkml", height=16),
+        },
+        val_sources=[LineFolderSource(FIXTURES / "lines"), InkMLSource(FIXTURES / "inkml", height=16)],
+        charset=Charset(),
+        preprocess=PRE,
+        batch_size=8,
+        samples_per_epoch=64,
+        val_size_per_source=6,
+        seed=1,
+    )
+    return LineDataModule(**{**args, **kw})
+
+
+def test_batches_follow_the_contract():
+    dm = make()
+    batch = next(iter(dm.train_dataloader()))
+    b = len(batch["texts"])
+    assert b == 8 and batch["images"].dtype == torch.float32
+    assert batch["images"].shape[:3] == (b, 1, 16) and batch["images"].shape[3] == int(batch["widths"].max())
+    assert batch["widths"].dtype == batch["targets"].dtype == batch["target_lengths"].dtype == torch.long
+    charset = Charset()
+    for i in range(b):
+        n, w = int(batch["target_lengths"][i]), int(batch["widths"][i])
+        row = batch["targets"][i]
+        assert row[0] == SOS and row[n - 1] == EOS and (row[n:] == PAD).all()
+        assert n == len(batch["texts"][i]) + 2 and charset.decode(row[1:]) == batch["texts"][i]
+        assert (batch["images"][i, :, :, w:] == 1.0).all()  # padding is paper
+    assert set(batch["sources"]) <= {"kalapa", "vnondb"} and all(batch["groups"])
+    assert len(dm.train_dataloader()) == 8
+
+
+def test_training_mixture_follows_the_weights_and_changes_every_pass():
+    dm = make(train_weights={"kalapa": 3, "vnondb": 1}, samples_per_epoch=480, bucket_batches=4)
+    loader = dm.train_dataloader()
+    first = [b for b in loader]
+    counts = Counter(s for b in first for s in b["sources"])
+    assert sum(counts.values()) == 480
+    assert 0.68 < counts["kalapa"] / 480 < 0.82
+    second = next(iter(loader))
+    assert not torch.equal(first[0]["targets"], second["targets"]) or not torch.equal(
+        first[0]["images"], second["images"]
+    )
+    zero = make(train_weights={"kalapa": 0, "vnondb": 1})
+    assert {s for b in zero.train_dataloader() for s in b["sources"]} == {"vnondb"}
+
+
+def test_validation_is_a_fixed_subset_identical_every_pass():
+    dm = make()
+    one, two = list(dm.val_dataloader()), list(dm.val_dataloader())
+    assert sum(len(b["texts"]) for b in one) == 12  # 6 per source
+    for a, b in zip(one, two):
+        assert a["texts"] == b["texts"] and torch.equal(a["images"], b["images"])
+    assert Counter(s for b in one for s in b["sources"]) == {"kalapa": 6, "vnondb": 6}
+    assert sum(len(b["texts"]) for b in dm.test_dataloader()) == 20  # the test set is every line
+
+
+def test_long_and_unknown_labels_are_skipped_and_counted():
+    texts = ["ngắn", "x" * 40, "giá €5", "dài vừa"]
+    dm = make(train_sources=[TextSource("gen", texts)], max_label_length=10, samples_per_epoch=80)
+    seen = {t for b in dm.train_dataloader() for t in b["texts"]}
+    assert seen == {"ngắn", "dài vừa"}
+    assert dm.encode.skipped_long > 0 and dm.encode.unknown.labels["gen"] > 0
+
+
+def test_bucketing_by_width_wastes_less_padding():
+    def padding(dm) -> float:
+        batches = list(dm.train_dataloader())
+        return sum(float((b["widths"].max() - b["widths"]).sum()) for b in batches)
+
+    texts = [" ".join(["chữ"] * n) for n in range(1, 30)]
+    gen = {"gen": TextSource("gen", texts)}
+    assert padding(make(train_sources=gen, bucket_by_width=True, samples_per_epoch=256)) < 0.5 * padding(
+        make(train_sources=gen, bucket_by_width=False, samples_per_epoch=256)
+    )
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_two_workers_draw_different_samples(persistent):
+    dm = make(num_workers=2, persistent_workers=persistent, samples_per_epoch=32)
+    loader = dm.train_dataloader()
+    epoch1 = [b["texts"] for b in loader]
+    epoch2 = [b["texts"] for b in loader]
+    assert len(epoch1) == 4 and epoch1[0] != epoch1[1]  # consecutive batches come from different workers
+    assert epoch1 != epoch2
+    val = [b["texts"] for b in dm.val_dataloader()]
+    assert val == [b["texts"] for b in dm.val_dataloader()]
