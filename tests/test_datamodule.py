@@ -123,3 +123,21 @@ def test_two_workers_draw_different_samples(persistent):
     assert epoch1 != epoch2
     val = [b["texts"] for b in dm.val_dataloader()]
     assert val == [b["texts"] for b in dm.val_dataloader()]
+
+
+def test_tiny_config_builds_a_working_datamodule():
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    from vihtr.training.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["data=tiny", "fold=2", "image.height=16", "image.max_width=128"])
+    dm = hydra.utils.instantiate(cfg.data)
+    assert dm.batch_size == 4 and dm.preprocess.height == 16
+    train_writers = {g for s in dm.train_sources.values() for g in s.groups}
+    val_writers = {g for s in dm.val_sources.values() for g in s.groups}
+    assert len(val_writers) == 2 and not train_writers & val_writers  # one fixture writer per dataset
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].shape[:3] == (4, 1, 16)
+    assert {s for b in dm.val_dataloader() for s in b["sources"]} == {"kalapa", "vnondb"}

@@ -1,6 +1,7 @@
 """InkML parsing (HANDS-VNOnDB line format) and on-the-fly rendering."""
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +51,14 @@ def test_rendering_is_deterministic_for_a_fixed_rng_and_varies_otherwise():
 
 def test_stray_points_do_not_shrink_the_line():
     src = InkMLSource(FIXTURE, height=64)
-    line = src.lines[0]
     # a dense handwriting-like zigzag of 600 points (real lines have thousands), 3000 units wide, 300 high
     x = np.linspace(0, 3000, 600)
-    line.points = np.stack([x, 150 + 150 * np.sin(x / 40)], axis=1).astype(np.float32)
-    line.stroke_ends = np.array([600])
+    points = np.stack([x, 150 + 150 * np.sin(x / 40)], axis=1).astype(np.float32)
+    src.lines[0] = replace(src.lines[0], points=points, stroke_ends=np.array([600]))
     normal = src.get(0, random.Random(1)).image
     # plus a stray tap far above the line
-    line.points = np.concatenate([line.points, [[300, -20000]]]).astype(np.float32)
-    line.stroke_ends = np.array([600, 601])
+    points = np.concatenate([points, [[300, -20000]]]).astype(np.float32)
+    src.lines[0] = replace(src.lines[0], points=points, stroke_ends=np.array([600, 601]))
     strayed = src.get(0, random.Random(1)).image
     assert normal.width > 300 and strayed.width == normal.width
 

@@ -11,6 +11,7 @@ a fresh one a new rendering (each training epoch). Lines are drawn directly at t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -39,8 +40,8 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vihtr" / "vnondb"
 _SUBPIXEL_BITS = 4  # cv2 drawing takes fixed-point coordinates: 1/16 pixel precision
 
 
-@dataclass
-class InkLine:
+@dataclass(frozen=True)
+class InkLine:  # frozen: parsed lines are cached and shared between sources
     key: str  # "<file name>#<traceGroup index>"
     text: str  # as written in the file (entities decoded), not yet normalised
     writer: str
@@ -77,6 +78,12 @@ def parse_inkml(path: str | os.PathLike) -> list[InkLine]:
             )
         )
     return lines
+
+
+@functools.cache
+def _parse_once(path: str, mtime_ns: int) -> tuple[InkLine, ...]:
+    """Train and validation sources of one run parse each file once and share the strokes."""
+    return tuple(parse_inkml(path))
 
 
 def extract_archive(archive: str | os.PathLike, cache_dir: str | os.PathLike) -> Path:
@@ -231,10 +238,15 @@ class InkMLSource:
         self.name = name
         self.height = height
         self.style = RenderStyle.from_any(style)
-        lines = [line for f in inkml_files(path, cache_dir) for line in parse_inkml(f)]
+        lines = [
+            line for f in inkml_files(path, cache_dir) for line in _parse_once(str(f), f.stat().st_mtime_ns)
+        ]
         keys = [line.key for line in lines]
         groups = [line.writer for line in lines]
         texts = [normalize_text(line.text, tone_style) for line in lines]
+        self.listing = list(
+            zip(keys, texts, groups)
+        )  # every line before any selection: what folds are made of
         chosen = select_fold(keys, groups, fold, split, folds_csv, seed=fold_seed)
         known, self.unknown_report = drop_unknown_labels(
             name, [texts[i] for i in chosen], as_charset(charset)

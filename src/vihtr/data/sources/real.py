@@ -94,6 +94,9 @@ class LineFolderSource:
         texts = [normalize_text(text, tone_style) for _, text in rows]
         pattern = re.compile(group_pattern) if group_pattern else None
         groups = [self._group(rel, pattern) for rel in keys]
+        self.listing = list(
+            zip(keys, texts, groups)
+        )  # every line before any selection: what folds are made of
         # folds first, on the full listing, so a line's fold never depends on which other lines were dropped
         chosen = select_fold(keys, groups, fold, split, folds_csv, seed=fold_seed)
         known, self.unknown_report = drop_unknown_labels(

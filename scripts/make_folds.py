@@ -1,0 +1,60 @@
+"""Write 5 writer-grouped folds of a real dataset to `data/folds/<dataset>_folds.csv` (`path,text,writer,fold`).
+
+    python scripts/make_folds.py kalapa vnondb [--data-root ../shared/data] [--seed 0]
+
+Sources read the same file when it exists; without it they compute the same folds in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+from vihtr.data.folds import DEFAULT_SEED, N_FOLDS, assign_folds, write_folds_csv
+from vihtr.data.sources.inkml import DEFAULT_CACHE_DIR, InkMLSource
+from vihtr.data.sources.real import LineFolderSource
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(dataset: str, data_root: Path, cache_dir: Path):
+    if dataset == "kalapa":
+        return LineFolderSource(data_root / "kalapa2023", name="kalapa", tone_style="keep")
+    if dataset == "vnondb":
+        return InkMLSource(data_root / "vnondb" / "InkData_line.tar.xz", name="vnondb", cache_dir=cache_dir)
+    raise ValueError(f"unknown dataset {dataset!r} (kalapa or vnondb)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("datasets", nargs="+", choices=["kalapa", "vnondb"])
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(os.environ.get("VIHTR_DATA_ROOT", REPO_ROOT.parent / "shared" / "data")),
+    )
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "data" / "folds")
+    parser.add_argument("--folds", type=int, default=N_FOLDS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for dataset in args.datasets:
+        source = load(dataset, args.data_root, args.cache_dir)
+        keys, texts, groups = zip(*source.listing)  # all lines, as the sources assign folds in memory
+        folds = assign_folds(groups, args.folds, args.seed)
+        out = args.out_dir / f"{dataset}_folds.csv"
+        write_folds_csv(out, keys, texts, groups, folds)
+        lines = Counter(folds[g] for g in groups)
+        writers = Counter(folds.values())
+        summary = ", ".join(f"{k}: {lines[k]} lines / {writers[k]} writers" for k in range(args.folds))
+        print(f"{out}: {len(keys)} lines, {len(folds)} writers; {summary}")
+
+
+if __name__ == "__main__":
+    main()
