@@ -201,16 +201,18 @@ def render_strokes(
         else:
             cv2.polylines(mask, [stroke], False, 255, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
 
-    paper_level = rng.uniform(*style.paper)
+    # float32 throughout: this composite is most of the rendering time
     tint = np.array(
-        [rng.uniform(-6, 6), rng.uniform(-6, 6), rng.uniform(-12, 4)]
-    )  # slight warm or cool paper
-    ramp = np.linspace(0, rng.uniform(-15, 15), width)  # uneven lighting across the line
-    paper = paper_level + tint[None, None, :] + ramp[None, :, None]
-    ink = np.array(rng.choice(INKS), np.float64) + np_rng.normal(0, 10, 3)
-    alpha = (mask.astype(np.float32) / 255.0 * rng.uniform(*style.ink_opacity))[..., None]
-    image = paper * (1 - alpha) + ink * alpha
-    image += np_rng.normal(0.0, rng.uniform(*style.noise), (height, width, 1))
+        [rng.uniform(-6, 6), rng.uniform(-6, 6), rng.uniform(-12, 4)], np.float32
+    )  # warm/cool paper
+    ramp = np.linspace(0, rng.uniform(-15, 15), width, dtype=np.float32)  # uneven lighting across the line
+    paper = (rng.uniform(*style.paper) + tint)[None, None, :] + ramp[None, :, None]
+    ink = (np.array(rng.choice(INKS)) + np_rng.normal(0, 10, 3)).astype(np.float32)
+    alpha = mask.astype(np.float32)[..., None] * np.float32(rng.uniform(*style.ink_opacity) / 255.0)
+    noise = np_rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(
+        rng.uniform(*style.noise)
+    )
+    image = paper + alpha * (ink - paper) + noise
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 
 
