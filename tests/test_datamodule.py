@@ -141,3 +141,23 @@ def test_tiny_config_builds_a_working_datamodule():
     batch = next(iter(dm.train_dataloader()))
     assert batch["images"].shape[:3] == (4, 1, 16)
     assert {s for b in dm.val_dataloader() for s in b["sources"]} == {"kalapa", "vnondb"}
+
+
+def blacken(image: Image.Image) -> Image.Image:
+    return Image.new("RGB", image.size, "black")
+
+
+def blacken_with_rng(image: Image.Image, rng: random.Random) -> Image.Image:
+    return blacken(image)
+
+
+@pytest.mark.parametrize("augment", [blacken, blacken_with_rng])
+def test_augmentation_applies_to_the_named_sources_only(augment):
+    dm = make(augment=augment, augment_sources=["kalapa"], samples_per_epoch=32)
+    for batch in dm.train_dataloader():
+        for i, source in enumerate(batch["sources"]):
+            left_edge = batch["images"][
+                i, :, :, 0
+            ]  # paper in every unaugmented line (the right end may be padding)
+            assert (left_edge.max() == -1.0) == (source == "kalapa")
+    assert all((b["images"] > 0).any() for b in dm.val_dataloader())  # validation is never augmented

@@ -14,6 +14,7 @@ same every epoch. Every batch is a dict:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
@@ -31,7 +32,28 @@ from vihtr.text.charset import PAD, Charset, UnknownCharReport
 
 log = logging.getLogger(__name__)
 
-Augment = Callable  # PIL image -> PIL image
+Augment = Callable  # (PIL image, random.Random) -> PIL image
+
+
+class IgnoreRng:
+    """Adapts a plain PIL -> PIL augmenter to the (image, rng) call (a class, so workers can pickle it)."""
+
+    def __init__(self, augment: Callable) -> None:
+        self.augment = augment
+
+    def __call__(self, image, rng: random.Random):
+        return self.augment(image)
+
+
+def as_augment(augment: Callable | None) -> Augment | None:
+    """`augment(image, rng)` as is (e.g. `vihtr.data.augment.LineAugment`); `augment(image)` adapted."""
+    if augment is None:
+        return None
+    try:
+        inspect.signature(augment).bind(None, None)
+        return augment
+    except TypeError:
+        return IgnoreRng(augment)
 
 
 def named_sources(sources) -> dict[str, LineSource]:
@@ -64,7 +86,7 @@ class LineEncoder:
         self.skipped_long = 0
         self.unknown = UnknownCharReport()
 
-    def __call__(self, sample, augment: Augment | None = None) -> dict | None:
+    def __call__(self, sample, rng: random.Random, augment: Augment | None = None) -> dict | None:
         if len(sample.text) > self.max_label_length:
             self.skipped_long += 1
             if self.skipped_long == 1:
@@ -80,7 +102,7 @@ class LineEncoder:
                 )
             self.unknown.add(sample.source, sample.text, unknown)
             return None
-        image = augment(sample.image) if augment is not None else sample.image
+        image = augment(sample.image, rng) if augment is not None else sample.image
         return {
             "image": self.preprocess(image),
             "ids": self.charset.encode(sample.text),
@@ -110,7 +132,7 @@ def collate(items: Sequence[dict]) -> dict:
 def draw_valid(source: LineSource, index: int, rng: random.Random, encode: LineEncoder, augment=None) -> dict:
     """The encoded line at `index`, or the next usable one when a label is skipped."""
     for step in range(len(source)):
-        item = encode(source.get((index + step) % len(source), rng), augment)
+        item = encode(source.get((index + step) % len(source), rng), rng, augment)
         if item is not None:
             return item
     raise ValueError(f"{source.name}: no line with a usable label")
@@ -201,7 +223,7 @@ class LineDataModule(pl.LightningDataModule):
     """Training mixture + fixed validation (and test) sets of line sources; see the module docstring for batches.
 
     `train_weights` maps source keys (or names) to mixture weights, or lists them in order. `augment`
-    (PIL -> PIL) is applied to training samples from `augment_sources` (names; None = all). The test set
+    (`augment(image, rng)` or `augment(image)`, PIL -> PIL) is applied to training samples from `augment_sources` (names; None = all). The test set
     is `test_sources` in full, or the validation sources in full when not given.
     """
 
@@ -243,7 +265,7 @@ class LineDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.samples_per_epoch = samples_per_epoch
         self.val_size_per_source = val_size_per_source
-        self.augment = augment
+        self.augment = as_augment(augment)
         self.augment_sources = set(augment_sources) if augment_sources is not None else None
         self.bucket_batches = bucket_batches if bucket_by_width else 1
         self.encode = LineEncoder(self.charset, self.preprocess, max_label_length)
