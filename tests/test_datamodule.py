@@ -161,3 +161,19 @@ def test_augmentation_applies_to_the_named_sources_only(augment):
             ]  # paper in every unaugmented line (the right end may be padding)
             assert (left_edge.max() == -1.0) == (source == "kalapa")
     assert all((b["images"] > 0).any() for b in dm.val_dataloader())  # validation is never augmented
+
+
+@pytest.mark.parametrize("data", ["default", "tiny", "pretrain", "finetune"])
+def test_every_data_config_weights_its_own_sources(data):
+    from hydra import compose, initialize_config_dir
+
+    from vihtr.training.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"data={data}", "fold=3"]).data
+    assert set(cfg.train_weights) == set(cfg.train_sources) and sum(cfg.train_weights.values()) > 0
+    assert set(cfg.augment_sources) <= set(cfg.train_sources)
+    for split, sources in (("train", cfg.train_sources), ("val", cfg.val_sources)):
+        for source in sources.values():
+            if "fold" in source:  # real sources: one side of the run's fold
+                assert source.fold == 3 and source.split == split
