@@ -62,7 +62,7 @@ class LineMetrics:
             "cer": cer,
             "wer": self.word_edits / max(self.words, 1),
             "line_acc": self.exact / self.lines,
-            "kalapa": self.kalapa / self.lines,
+            "kalapa_score": self.kalapa / self.lines,
             # CER that diacritics alone explain: what the error rate drops by when marks are ignored
             "diacritic_cer": max(cer - base_cer, 0.0),
             "base_cer": base_cer,

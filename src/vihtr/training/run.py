@@ -7,6 +7,7 @@ import os
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vihtr.training.config import register_resolvers
@@ -36,13 +37,17 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
 def train(cfg: DictConfig) -> dict[str, float]:
     register_resolvers()
     check_fold(cfg.fold)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
     datamodule = hydra.utils.instantiate(cfg.data)
     system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
-    callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if not loggers:  # a learning-rate monitor has nowhere to write
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

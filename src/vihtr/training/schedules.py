@@ -20,8 +20,10 @@ def build_scheduler(
     warmup = min(warmup, total_steps - 1)
     if name == "onecycle":
         max_lrs = [g["lr"] for g in optimizer.param_groups]
+        # OneCycleLR divides by the length of each phase: both must be at least two steps
+        pct_start = min(max(warmup, 2) / (total_steps + 1), 0.5)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lrs, total_steps=total_steps, pct_start=max(warmup / total_steps, 0.01)
+            optimizer, max_lr=max_lrs, total_steps=total_steps + 1, pct_start=pct_start
         )
     if name not in ("cosine", "linear", "constant"):
         raise ValueError(f"unknown schedule {name!r}: use onecycle, cosine, linear or constant")
