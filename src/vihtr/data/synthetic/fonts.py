@@ -1,0 +1,42 @@
+"""The vendored handwriting fonts (OFL-1.1, `vihtr/assets/fonts/<name>/<File>.ttf`), found by folder.
+
+Every font here covers every Vietnamese letter of the charset and draws each tone distinctly
+(tests/test_fonts.py proves it); a font that failed was deleted from the assets, not skipped here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import ImageFont
+
+FONT_DIR = Path(__file__).resolve().parents[2] / "assets" / "fonts"
+
+
+@lru_cache(maxsize=1)
+def _all_fonts() -> dict[str, Path]:
+    fonts = {}
+    for folder in sorted(p for p in FONT_DIR.iterdir() if p.is_dir()):
+        files = sorted(folder.glob("*.ttf")) + sorted(folder.glob("*.otf"))
+        if files:
+            fonts[folder.name] = files[0]
+    return fonts
+
+
+def font_names() -> list[str]:
+    """Names of the vendored fonts (their folder names, e.g. `patrick-hand`), sorted."""
+    return list(_all_fonts())
+
+
+def font_path(name: str) -> Path:
+    fonts = _all_fonts()
+    if name not in fonts:
+        raise KeyError(f"unknown font {name!r}; vendored fonts: {', '.join(fonts)}")
+    return fonts[name]
+
+
+@lru_cache(maxsize=512)
+def load_font(name: str, size: int) -> ImageFont.FreeTypeFont:
+    """A font at a pixel size, cached: opening a TrueType file costs far more than drawing a glyph."""
+    return ImageFont.truetype(str(font_path(name)), size)

@@ -1,0 +1,269 @@
+"""Text -> an RGB line image that looks handwritten: ink glyphs with per-glyph jitter on a form's paper.
+
+Glyph bitmaps are drawn once per (font, size, character) and cached; a line is composed from them with
+a random baseline offset, rotation, scale and spacing per glyph, a baseline that wanders, a slant and a
+pen-width change for the whole line, then cropped to its ink, scaled to a random height and laid on
+paper (tint, faint texture, printed form lines) in a ballpoint ink colour. Every random choice comes
+from the `random.Random` passed in, so a fixed rng gives the same image.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vihtr.data.synthetic.fonts import font_names, load_font
+
+# Glyphs are drawn at one of these sizes (pixels), then the composed line is scaled to the output height:
+# a few fixed sizes keep the glyph cache small; the middle one is the common case.
+GLYPH_SIZES = (34, 36, 39)
+# ballpoint and gel-pen inks (RGB): black, blue-black, blues, purples
+INKS = (
+    (20, 20, 25),
+    (35, 35, 45),
+    (25, 35, 80),
+    (20, 45, 140),
+    (30, 60, 170),
+    (15, 30, 110),
+    (60, 40, 130),
+    (80, 45, 140),
+)
+# printed form colours: grey, black, light blue, pale red
+FORM_INKS = ((150, 150, 150), (90, 90, 90), (120, 150, 200), (200, 140, 140))
+
+
+@dataclass(frozen=True)
+class Glyph:
+    mask: np.ndarray  # uint8 coverage, 0..255
+    left: int  # offset of the mask's left edge from the pen position
+    top: int  # offset of the mask's top edge from the baseline (negative: above it)
+    advance: float
+
+
+@lru_cache(maxsize=40_000)
+def glyph(font: str, size: int, char: str) -> Glyph:
+    face = load_font(font, size)
+    advance = face.getlength(char)
+    left, top, right, bottom = face.getbbox(char, anchor="ls")
+    if right <= left or bottom <= top:  # space and other blank glyphs
+        return Glyph(np.zeros((0, 0), np.uint8), 0, 0, advance)
+    image = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(image).text((-left, -top), char, font=face, fill=255, anchor="ls")
+    return Glyph(np.asarray(image), left, top, advance)
+
+
+@dataclass
+class LineRenderer:
+    """Renders text lines; the constructor's ranges are what each line draws from.
+
+    height: output image height range (pixels, padding included).
+    fonts: font names (see `font_names()`); None means every vendored font.
+    jitter: scales every per-glyph perturbation (0 = a clean typeset line).
+    form_line_prob: chance of printed form lines (underline, dotted line, boxes) behind the text.
+    """
+
+    height: tuple[int, int] = (40, 80)
+    fonts: Sequence[str] | None = None
+    jitter: float = 1.0
+    form_line_prob: float = 0.4
+    slant: float = 0.15  # shear dx/dy, drawn in [-slant, slant]
+    padding: tuple[float, float] = (0.02, 0.25)  # paper around the ink, as a fraction of the ink height
+    _fonts: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fonts = list(self.fonts) if self.fonts else font_names()
+        unknown = set(self._fonts) - set(font_names())
+        if unknown:
+            raise ValueError(f"unknown fonts {sorted(unknown)}; vendored fonts: {font_names()}")
+        self.height = (int(self.height[0]), int(self.height[1]))
+
+    def render(self, text: str, rng: random.Random) -> Image.Image:
+        mask, baseline = self._ink_mask(text, rng)
+        mask, baseline = self._fit_height(mask, baseline, rng)
+        paper = self._paper(mask.shape, rng)
+        if rng.random() < self.form_line_prob:
+            self._draw_form_lines(paper, mask, baseline, rng)
+        return Image.fromarray(self._ink(paper, mask, rng))
+
+    # --- ink -------------------------------------------------------------------------------------
+
+    def _ink_mask(self, text: str, rng: random.Random) -> tuple[np.ndarray, float]:
+        """The line's ink coverage (uint8) and the baseline's row, at glyph scale, cropped to the ink."""
+        font = rng.choice(self._fonts)
+        size = GLYPH_SIZES[1]
+        j = self.jitter
+        face = load_font(font, size)
+        ascent, descent = face.getmetrics()
+        margin = size // 2  # room for tall marks, rotations and the wandering baseline
+        height = ascent + descent + 2 * margin
+        word_gap = rng.uniform(0.8, 1.6)
+        letter_gap = rng.uniform(-0.04, 0.08) * size
+        width = int(sum(glyph(font, size, c).advance for c in text) * max(1.0, word_gap) * 1.3) + 3 * margin
+        canvas = np.zeros((height, width), np.uint8)
+        baseline = margin + ascent
+        # the baseline wanders as a slow sine plus per-glyph noise, like a line written without a ruler
+        wave_amp = rng.uniform(0.0, 0.04) * size * j
+        wave_len = rng.uniform(8, 25) * size
+        wave_phase = rng.uniform(0, 2 * math.pi)
+        x = float(margin)
+        for char in text:
+            g = glyph(font, rng.choices(GLYPH_SIZES, (1, 4, 1))[0] if j else size, char)
+            if char == " ":
+                x += g.advance * word_gap + letter_gap
+                continue
+            dy = wave_amp * math.sin(wave_phase + 2 * math.pi * x / wave_len) + rng.gauss(0, 0.025 * size * j)
+            mask, grew_x, grew_y = g.mask, 0, 0
+            if mask.size and j and rng.random() < 0.5:
+                mask, grew_x, grew_y = _rotate(mask, rng.gauss(0, 3.0 * j))
+            if mask.size:
+                top = int(round(baseline + g.top + dy)) - grew_y
+                left = int(round(x + g.left)) - grew_x
+                h, w = mask.shape
+                if 0 <= top and top + h <= height and 0 <= left and left + w <= width:
+                    region = canvas[top : top + h, left : left + w]
+                    np.maximum(region, mask, out=region)
+            x += g.advance * (1 + rng.gauss(0, 0.04 * j)) + letter_gap
+        canvas, baseline = _crop_to_ink(canvas, baseline, pad=2)
+        canvas = _shear(canvas, rng.uniform(-self.slant, self.slant), baseline)
+        canvas = _pen_width(canvas, font_stroke_width(font), rng)
+        return _crop_to_ink(canvas, baseline, pad=0)
+
+    def _fit_height(self, mask: np.ndarray, baseline: float, rng: random.Random) -> tuple[np.ndarray, float]:
+        """Scale the ink to a random output height and pad it with paper (random margins each side)."""
+        out_h = rng.randint(*self.height)
+        top, bottom, left, right = (rng.uniform(*self.padding) for _ in range(4))
+        ink_h = max(4, round(out_h / (1 + top + bottom)))
+        scale = ink_h / mask.shape[0]
+        ink_w = max(1, round(mask.shape[1] * scale * rng.uniform(0.9, 1.1)))  # slightly narrow or wide hand
+        mask = cv2.resize(mask, (ink_w, ink_h), interpolation=cv2.INTER_AREA)
+        pads = [round(p * ink_h) for p in (top, bottom, left, right)]
+        pads[1] = max(pads[1], out_h - ink_h - pads[0])
+        mask = cv2.copyMakeBorder(mask, *pads, cv2.BORDER_CONSTANT, value=0)
+        return mask, pads[0] + baseline * scale
+
+    def _ink(self, paper: np.ndarray, mask: np.ndarray, rng: random.Random) -> np.ndarray:
+        ink = [min(255, max(0, c + rng.randint(-12, 12))) for c in rng.choice(INKS)]
+        alpha = mask.astype(np.float32) * (rng.uniform(0.8, 1.0) / 255.0)
+        solid = np.empty_like(paper)
+        solid[:] = ink
+        # one vectorised pass (OpenCV) instead of several numpy float passes: this is the hot spot
+        return cv2.blendLinear(paper, solid, 1.0 - alpha, alpha)
+
+    # --- paper -----------------------------------------------------------------------------------
+
+    def _paper(self, shape: tuple[int, int], rng: random.Random) -> np.ndarray:
+        """Off-white paper (warm, cool or grey tint) with a faint low-frequency texture, uint8 HxWx3."""
+        h, w = shape
+        level = np.full((h, w), rng.uniform(215, 250), np.float32)
+        if rng.random() < 0.7:
+            np_rng = np.random.default_rng(rng.getrandbits(64))
+            cell = rng.randint(4, 16)
+            coarse = np_rng.normal(0, rng.uniform(1.5, 5), (h // cell + 2, w // cell + 2)).astype(np.float32)
+            level += cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        if rng.random() < 0.3:  # uneven light across the scan
+            level += np.linspace(0, rng.uniform(-20, 20), w, dtype=np.float32)[None, :]
+        tint = (rng.uniform(-4, 6), rng.uniform(-4, 4), rng.uniform(-12, 4))
+        return cv2.merge([cv2.convertScaleAbs(level, alpha=1.0, beta=t) for t in tint])
+
+    def _draw_form_lines(
+        self, paper: np.ndarray, mask: np.ndarray, baseline: float, rng: random.Random
+    ) -> None:
+        """Printed form furniture behind the handwriting: a rule, a dotted line, a box or comb boxes."""
+        h, w = mask.shape
+        colour = tuple(min(255, max(0, c + rng.randint(-15, 15))) for c in rng.choice(FORM_INKS))
+        thickness = 1 if h < 60 or rng.random() < 0.6 else 2
+        y = int(min(h - 1, baseline + rng.uniform(0.0, 0.12) * h))
+        kind = rng.choices(("rule", "dots", "box", "comb"), (4, 3, 2, 1))[0]
+        if kind == "rule":
+            cv2.line(paper, (0, y), (w - 1, y + rng.randint(-1, 1)), colour, thickness)
+        elif kind == "dots":
+            step = rng.randint(3, 7)
+            dash = rng.randint(1, max(1, step - 2))
+            for x in range(rng.randint(0, step), w, step):
+                cv2.line(paper, (x, y), (x + dash - 1, y), colour, thickness)
+        else:
+            top = rng.randint(0, max(0, int(0.1 * h)))
+            bottom = h - 1 - rng.randint(0, max(0, int(0.1 * h)))
+            cv2.rectangle(
+                paper, (rng.randint(0, 3), top), (w - 1 - rng.randint(0, 3), bottom), colour, thickness
+            )
+            if kind == "comb":  # one cell per letter, as on forms that ask for block capitals
+                step = rng.randint(int(0.5 * h), int(0.9 * h) + 1)
+                for x in range(step, w - 1, step):
+                    cv2.line(
+                        paper,
+                        (x, bottom - int(rng.uniform(0.2, 1.0) * (bottom - top))),
+                        (x, bottom),
+                        colour,
+                        1,
+                    )
+
+
+def _rotate(mask: np.ndarray, degrees: float) -> tuple[np.ndarray, int, int]:
+    """Rotate a glyph about its centre into a grown bitmap (nothing cut); returns it and how much it grew left/up."""
+    h, w = mask.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(h * sin + w * cos + 1), int(h * cos + w * sin + 1)
+    dx, dy = (new_w - w) // 2, (new_h - h) // 2
+    matrix[0, 2] += dx
+    matrix[1, 2] += dy
+    return cv2.warpAffine(mask, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR), dx, dy
+
+
+def _crop_to_ink(canvas: np.ndarray, baseline: float, pad: int) -> tuple[np.ndarray, float]:
+    """The ink's bounding box (plus `pad` pixels) and the baseline row within it; blank text gives a small blank."""
+    rows = np.flatnonzero(canvas.max(axis=1))
+    cols = np.flatnonzero(canvas.max(axis=0))
+    if not len(rows):
+        return np.zeros((16, 16), np.uint8), 12.0
+    top = max(0, rows[0] - pad)
+    canvas = canvas[top : rows[-1] + 1 + pad, max(0, cols[0] - pad) : cols[-1] + 1 + pad]
+    return canvas, baseline - top
+
+
+def _shear(canvas: np.ndarray, shear: float, baseline: float) -> np.ndarray:
+    """Slant the line (shear about the baseline so glyphs keep their horizontal place)."""
+    if abs(shear) < 1e-3:
+        return canvas
+    h, w = canvas.shape
+    grow = math.ceil(abs(shear) * h)  # the slanted line is wider than the upright one
+    shift = shear * baseline + (grow if shear > 0 else 0)
+    matrix = np.float32([[1, -shear, shift], [0, 1, 0]])
+    return cv2.warpAffine(canvas, matrix, (w + grow, h), flags=cv2.INTER_LINEAR)
+
+
+@cache
+def font_stroke_width(font: str) -> float:
+    """The font's typical stroke width at the middle glyph size: ink area / half its outline length.
+
+    Measured on glyphs drawn 4x larger, where a hairline is several pixels wide and its outline is meaningful.
+    """
+    upscale = 4
+    masks = [glyph(font, GLYPH_SIZES[1] * upscale, c).mask > 127 for c in "nhoamuei"]
+    area = sum(int(m.sum()) for m in masks)
+    eroded = [cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) for m in masks]
+    outline = sum(int((m & ~e).sum()) for m, e in zip(masks, eroded))
+    return 2.0 * area / max(outline, 1) / upscale
+
+
+def _pen_width(canvas: np.ndarray, font_width: float, rng: random.Random) -> np.ndarray:
+    """A ballpoint draws a near-even stroke: thicken hairline fonts to a drawn pen width, thin heavy ones.
+
+    Pen widths are at glyph scale (size 36): 1.5-4 pixels there is a fine to broad ballpoint in a line.
+    """
+    pen = rng.uniform(1.5, 4.0)
+    grow = round(pen - font_width)
+    if grow >= 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1))
+        return cv2.dilate(canvas, kernel)
+    if grow <= -2:
+        return cv2.erode(canvas, np.ones((2, 2), np.uint8))
+    return canvas

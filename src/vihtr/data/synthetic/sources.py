@@ -1,0 +1,158 @@
+"""Synthetic line sources (the `LineSource` protocol): generated text, rendered in a handwriting font.
+
+The text of line `index` depends only on (source name, seed, index), so a fixed validation set is
+reproducible; the image depends on the `rng` passed to `get` (a fixed rng gives the same image, a
+fresh one a new rendering each epoch). Constructors take plain keywords so Hydra configs can
+`_target_` them; renderer and augmentation options are keywords too.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from vihtr.data.augment import LineAugment
+from vihtr.data.sources.base import Sample
+from vihtr.data.synthetic.address import AddressGenerator
+from vihtr.data.synthetic.corpus import (
+    DEFAULT_DATA_ROOT,
+    CorpusLineGenerator,
+    WordSequenceGenerator,
+    default_corpus_files,
+    in_charset,
+    read_corpus,
+)
+from vihtr.data.synthetic.render import LineRenderer
+from vihtr.text.normalize import normalize_text
+
+_MAX_TRIES = 20  # redraws allowed when a generated text falls outside the charset
+
+
+class SyntheticSource:
+    """Base: `len()`, `text(index)`, `get(index, rng)`; subclasses implement `_generate(index, rng)`."""
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        seed: int = 0,
+        tone_style: str = "keep",
+        augment: bool = True,
+        augment_strength: float = 0.5,
+        height: Sequence[int] = (40, 80),
+        fonts: Sequence[str] | None = None,
+        form_line_prob: float = 0.4,
+        jitter: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.size = int(size)
+        self.seed = seed
+        self.tone_style = tone_style
+        self.renderer = LineRenderer(
+            height=tuple(height),
+            fonts=list(fonts) if fonts else None,
+            form_line_prob=form_line_prob,
+            jitter=jitter,
+        )
+        self.augmenter = LineAugment(augment_strength) if augment else None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def text(self, index: int) -> str:
+        """The text of line `index`: normalised to the source's tone style and inside the charset."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"{self.name}: index {index} out of range 0..{self.size - 1}")
+        rng = random.Random(f"{self.name}:{self.seed}:{index}")  # str seeds hash the same in every process
+        for _ in range(_MAX_TRIES):
+            text = normalize_text(self._generate(index, rng), self.tone_style)
+            if text and in_charset(text):
+                return text
+        raise ValueError(f"{self.name}: no text inside the charset after {_MAX_TRIES} draws (index {index})")
+
+    def get(self, index: int, rng: random.Random) -> Sample:
+        text = self.text(index)
+        image = self.renderer.render(text, rng)
+        if self.augmenter is not None:
+            image = self.augmenter(image, rng)
+        return Sample(image=image, text=text, source=self.name)
+
+    def _generate(self, index: int, rng: random.Random) -> str:
+        raise NotImplementedError
+
+
+class AddressSource(SyntheticSource):
+    """Generated Vietnamese addresses styled like the Kalapa labels (see `address.AddressGenerator`)."""
+
+    def __init__(
+        self,
+        name: str = "synth_address",
+        size: int = 100_000,
+        post_2025_prob: float | None = None,
+        comma_prob: float | None = None,
+        old_tone_prob: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(name=name, size=size, **kwargs)
+        options = {"post_2025_prob": post_2025_prob, "comma_prob": comma_prob, "old_tone_prob": old_tone_prob}
+        self.generator = AddressGenerator(**{k: v for k, v in options.items() if v is not None})
+
+    def _generate(self, index: int, rng: random.Random) -> str:
+        return self.generator.generate(rng)
+
+
+class CorpusSource(SyntheticSource):
+    """Word windows (random length) cut from corpus lines; default corpora: Kalapa labels + VNOnDB text."""
+
+    def __init__(
+        self,
+        name: str = "synth_corpus",
+        size: int = 100_000,
+        corpus_files: Sequence[str | os.PathLike] | None = None,
+        words: Sequence[int] = (2, 12),
+        **kwargs,
+    ) -> None:
+        super().__init__(name=name, size=size, **kwargs)
+        files = list(corpus_files) if corpus_files else default_corpus_files()
+        self.generator = CorpusLineGenerator.from_files(files, tuple(words))
+
+    def _generate(self, index: int, rng: random.Random) -> str:
+        return self.generator.generate(rng)
+
+
+class RealLabelSource(SyntheticSource):
+    """Every real label re-rendered in synthetic hands: line `index` is label `index % len(labels)`."""
+
+    def __init__(
+        self,
+        name: str = "synth_real_labels",
+        labels_file: str | os.PathLike | None = None,
+        size: int | None = None,
+        **kwargs,
+    ) -> None:
+        path = Path(labels_file or DEFAULT_DATA_ROOT / "kalapa2023" / "labels.tsv")
+        self.labels = read_corpus(path)
+        super().__init__(name=name, size=size or len(self.labels), **kwargs)
+
+    def _generate(self, index: int, rng: random.Random) -> str:
+        return self.labels[index % len(self.labels)]
+
+
+class WordSource(SyntheticSource):
+    """Random sequences of Vietnamese words from the vendored word list."""
+
+    def __init__(
+        self,
+        name: str = "synth_words",
+        size: int = 100_000,
+        words: Sequence[int] = (2, 8),
+        capitalize_prob: float = 0.3,
+        **kwargs,
+    ) -> None:
+        super().__init__(name=name, size=size, **kwargs)
+        self.generator = WordSequenceGenerator(tuple(words), capitalize_prob)
+
+    def _generate(self, index: int, rng: random.Random) -> str:
+        return self.generator.generate(rng)
