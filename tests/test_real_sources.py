@@ -65,3 +65,11 @@ def test_load_height_shrinks_large_jpegs_but_not_below_it(tmp_path):
     (tmp_path / "labels.tsv").write_text("a/big.jpg\tx\n", encoding="utf-8")
     assert LineFolderSource(tmp_path, load_height=64).get(0, random.Random()).image.size == (800, 80)
     assert LineFolderSource(tmp_path).get(0, random.Random()).image.size == (1600, 160)
+
+
+def test_write_labels_keeps_only_the_chosen_fold(tmp_path):
+    from vihtr.data.sources.real import read_labels, write_labels
+
+    train = LineFolderSource(FIXTURE, fold=4, split="train")
+    path = write_labels(train, tmp_path / "labels" / "train.tsv")
+    assert read_labels(path) == list(zip(train.keys, train.texts)) and len(train) == 8

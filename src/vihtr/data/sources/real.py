@@ -156,3 +156,14 @@ class LineFolderSource:
                 continue
             return Sample(image=image, text=self.texts[i], source=self.name, group=self.groups[i])
         raise ImageLoadError(f"{self.name}: no readable image among {len(self)} lines")
+
+
+def write_labels(source, path: str | os.PathLike) -> str:
+    """Write a source's lines as `key<TAB>text` (e.g. the training folds' labels, for synthetic re-renders
+    that must not see validation text); returns the path, so a config can pass it on as a file name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(f"{k}\t{t}\n" for k, t in zip(source.keys, source.texts)), encoding="utf-8")
+    tmp.replace(path)  # atomic: concurrent runs never read half a file
+    return str(path)
