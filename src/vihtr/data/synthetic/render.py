@@ -264,6 +264,6 @@ def _pen_width(canvas: np.ndarray, font_width: float, rng: random.Random) -> np.
     if grow >= 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1))
         return cv2.dilate(canvas, kernel)
-    if grow <= -2:
+    if grow <= -1:
         return cv2.erode(canvas, np.ones((2, 2), np.uint8))
     return canvas
