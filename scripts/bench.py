@@ -45,6 +45,9 @@ def random_releases(folder: Path) -> list[str]:
 
     paths = []
     for name, backbone in (("random-b1", "tf_efficientnetv2_b1"), ("random-b2", "tf_efficientnetv2_b2")):
+        if (folder / name / "config.json").is_file():  # made by an earlier run with the same --work
+            paths.append(str(folder / name))
+            continue
         torch.manual_seed(0)
         model = OCRModel(backbone=backbone, d_model=256, decoder_layers=3, ctc=True, max_len=40).eval()
         paths.append(
@@ -186,6 +189,9 @@ def main() -> None:
     parser.add_argument("--latency-lines", type=int, default=20, help="lines timed one by one")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument(
+        "--work", type=Path, help="folder for stand-in models and ONNX exports (default: temporary)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a JSON config: measure it and print the result
     args = parser.parse_args()
     if args.child:
@@ -196,7 +202,8 @@ def main() -> None:
     from vihtr.inference.onnx_export import OnnxModel
     from vihtr.inference.predictor import default_model_paths
 
-    work = Path(tempfile.mkdtemp(prefix="vihtr-bench-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="vihtr-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     models = args.models
     if not models:
         try:
