@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def check_fold(fold) -> None:
-    if not (fold == "all" or (isinstance(fold, int) and 0 <= fold <= 4)):
-        raise ValueError(f"fold must be 0..4 or 'all', not {fold!r}")
+    if not (fold == "all" or (isinstance(fold, int) and -1 <= fold <= 4)):
+        raise ValueError(f"fold must be 0..4, or 'all' (also -1) to train on every fold, not {fold!r}")
 
 
 def instantiate_group(cfg: DictConfig | None) -> list:
