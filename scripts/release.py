@@ -1,0 +1,117 @@
+"""Make and score released models.
+
+    # export a training checkpoint (averaged or not) as an fp16 release with its config, charset, preprocessing
+    python scripts/release.py export logs/train/runs/<run>/checkpoints/averaged.ckpt models/vihtr-b1 \
+        --notes "what data, steps, hardware"
+    # score releases (each alone, and together as an ensemble) on the held-out writer fold
+    python scripts/release.py score models/vihtr-b1 models/vihtr-b2 --fold 0 --out models/scores.json
+
+Held-out data: the Kalapa lines of writer fold `--fold` and the VNOnDB lines of the same fold (writer-disjoint
+from the training folds), rendered with a fixed seed per line so every run scores the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import vihtr  # noqa: F401  (torchvision fix first)
+from vihtr.data.sources.inkml import InkMLSource
+from vihtr.data.sources.real import LineFolderSource
+from vihtr.inference.predictor import Predictor
+from vihtr.models.release import save_release
+from vihtr.text.metrics import LineMetrics
+from vihtr.training.evaluate import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+def export(args: argparse.Namespace) -> None:
+    model, preprocess = load_model(args.checkpoint)
+    n_params = sum(p.numel() for p in model.parameters())
+    metadata = {"source_checkpoint": str(args.checkpoint), "parameters": n_params, "notes": args.notes}
+    folder = save_release(model, args.folder, preprocess, metadata)
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
+    print(f"wrote {folder} ({n_params / 1e6:.1f} M parameters, {size:.1f} MB)")
+
+
+def held_out(data_root: Path, fold: int, limit: int | None, height: int) -> dict[str, tuple[list, list[str]]]:
+    """Source name -> (images, labels) of the held-out fold; VNOnDB strokes rendered with seed = line index."""
+    folds = REPO / "data" / "folds"
+    kalapa = LineFolderSource(
+        data_root / "kalapa2023", name="kalapa", tone_style="old", fold=fold, split="val",
+        folds_csv=folds / "kalapa_folds.csv" if (folds / "kalapa_folds.csv").exists() else None,
+    )  # fmt: skip
+    vnondb = InkMLSource(
+        data_root / "vnondb" / "InkData_line.tar.xz", name="vnondb", tone_style="old", fold=fold, split="val",
+        folds_csv=folds / "vnondb_folds.csv" if (folds / "vnondb_folds.csv").exists() else None, height=height,
+    )  # fmt: skip
+    out = {}
+    for source in (kalapa, vnondb):
+        n = len(source) if limit is None else min(limit, len(source))
+        samples = [source.get(i, random.Random(i)) for i in range(n)]
+        out[source.name] = ([s.image for s in samples], [s.text for s in samples])
+    return out
+
+
+def score(args: argparse.Namespace) -> None:
+    # strokes are rendered at the (first) model's input height, as in its training validation
+    config = json.loads((Path(args.models[0]) / "config.json").read_text(encoding="utf-8"))
+    data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"])
+    configs = {Path(m).name: [m] for m in args.models}
+    if len(args.models) > 1:
+        configs["ensemble"] = list(args.models)
+    results = {}
+    for name, paths in configs.items():
+        predictor = Predictor.from_release(paths, threads=args.threads, method=args.method, batch_size=16)
+        results[name] = {}
+        for source, (images, labels) in data.items():
+            start = time.perf_counter()
+            preds = predictor.predict(images)
+            seconds = time.perf_counter() - start
+            metrics = LineMetrics()
+            metrics.update([p.text for p in preds], labels)
+            results[name][source] = {**metrics.compute(), "seconds": round(seconds, 1)}
+            print(f"{name:>16} {source:>7}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name][source].items()))
+    report = {"fold": args.fold, "method": args.method, "limit": args.limit, "results": results}
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print("\n| model | held-out set | lines | CER | WER | line acc. | Kalapa score |")
+    print("|---|---|---|---|---|---|---|")
+    for name, per_source in results.items():
+        for source, m in per_source.items():
+            print(
+                f"| {name} | {source} fold {args.fold} | {int(m['lines'])} | {100 * m['cer']:.2f} % | "
+                f"{100 * m['wer']:.2f} % | {100 * m['line_acc']:.2f} % | {m['kalapa_score']:.4f} |"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="a training checkpoint -> an fp16 release folder")
+    p.add_argument("checkpoint")
+    p.add_argument("folder")
+    p.add_argument("--notes", default="")
+    p.set_defaults(func=export)
+    p = sub.add_parser("score", help="score releases and their ensemble on the held-out fold")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--data-root", default=str(DEFAULT_DATA))
+    p.add_argument("--method", default="greedy", choices=["greedy", "beam", "ctc"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
+    p.add_argument("--out", default=None, help="write the scores as JSON here")
+    p.set_defaults(func=score)
+    args = parser.parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
