@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data folds train train-cpu test test-full lint format bench app clean
+.PHONY: help install data folds train train-cpu predict test test-full lint format bench app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ train: install folds ## train on the shipped default config (python src/train.py
 
 train-cpu: install folds ## the CPU-sized experiment (about an hour on 2 cores)
 	$(BIN)/python src/train.py experiment=cpu_small $(ARGS)
+
+predict: install ## read a folder with the shipped models (IMAGES=dir, OUT=predictions.csv)
+	$(BIN)/vihtr predict $(or $(IMAGES),../shared/data/kalapa2023/public_test) -o $(or $(OUT),predictions.csv)
 
 test: install ## the fast test suite (what CI runs)
 	$(BIN)/python -m pytest -q -x --timeout=600 tests
