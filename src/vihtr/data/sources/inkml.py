@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from vihtr.data.folds import DEFAULT_SEED, select_fold
+from vihtr.data.folds import DEFAULT_SEED
 from vihtr.data.sources.base import Sample
-from vihtr.data.sources.real import as_charset, drop_unknown_labels
+from vihtr.data.sources.real import select_lines
 from vihtr.text.charset import Charset
 from vihtr.text.normalize import normalize_text
 
@@ -249,11 +249,9 @@ class InkMLSource:
         self.listing = list(
             zip(keys, texts, groups)
         )  # every line before any selection: what folds are made of
-        chosen = select_fold(keys, groups, fold, split, folds_csv, seed=fold_seed)
-        known, self.unknown_report = drop_unknown_labels(
-            name, [texts[i] for i in chosen], as_charset(charset)
+        chosen, self.unknown_report = select_lines(
+            name, keys, texts, groups, charset, fold, split, folds_csv, fold_seed
         )
-        chosen = [chosen[i] for i in known]
         self.lines = [lines[i] for i in chosen]
         self.keys = [keys[i] for i in chosen]
         self.texts = [texts[i] for i in chosen]

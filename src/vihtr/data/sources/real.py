@@ -50,6 +50,25 @@ def drop_unknown_labels(
     return keep, report
 
 
+def select_lines(
+    name: str,
+    keys: list[str],
+    texts: list[str],
+    groups: list[str],
+    charset,
+    fold,
+    split: str,
+    folds_csv,
+    fold_seed: int,
+) -> tuple[list[int], UnknownCharReport]:
+    """Positions of the lines in (`fold`, `split`) whose labels the charset can encode, and the report of the
+    others. Folds are taken first, on the full listing, so a line's fold never depends on which other lines
+    were dropped."""
+    chosen = select_fold(keys, groups, fold, split, folds_csv, seed=fold_seed)
+    known, report = drop_unknown_labels(name, [texts[i] for i in chosen], as_charset(charset))
+    return [chosen[i] for i in known], report
+
+
 def read_labels(path: str | os.PathLike) -> list[tuple[str, str]]:
     """`relative_path<TAB>text` rows; blank lines are skipped, a row without a tab is an error."""
     rows = []
@@ -97,12 +116,9 @@ class LineFolderSource:
         self.listing = list(
             zip(keys, texts, groups)
         )  # every line before any selection: what folds are made of
-        # folds first, on the full listing, so a line's fold never depends on which other lines were dropped
-        chosen = select_fold(keys, groups, fold, split, folds_csv, seed=fold_seed)
-        known, self.unknown_report = drop_unknown_labels(
-            name, [texts[i] for i in chosen], as_charset(charset)
+        chosen, self.unknown_report = select_lines(
+            name, keys, texts, groups, charset, fold, split, folds_csv, fold_seed
         )
-        chosen = [chosen[i] for i in known]
         present = [i for i in chosen if (self.root / keys[i]).is_file()]
         self.missing_images = len(chosen) - len(present)
         if self.missing_images:
