@@ -83,11 +83,16 @@ def average_checkpoints(paths: list[str | os.PathLike], prefix: str = "model.") 
     for path, state in zip(paths[1:], states[1:]):
         if state.keys() != keys:
             raise ValueError(f"{path} does not hold the same weights as {paths[0]}")
+    return average_state_dicts(states)
+
+
+def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Mean of floating-point tensors (in fp32, back to their dtype); integer buffers come from the last."""
     averaged = {}
-    for key in keys:
+    for key, last in states[-1].items():
         values = [s[key] for s in states]
-        if values[0].is_floating_point():
-            averaged[key] = (torch.stack([v.float() for v in values]).mean(dim=0)).to(values[0].dtype)
+        if last.is_floating_point():
+            averaged[key] = torch.stack([v.float() for v in values]).mean(dim=0).to(last.dtype)
         else:
-            averaged[key] = values[-1].clone()
+            averaged[key] = last.clone()
     return averaged

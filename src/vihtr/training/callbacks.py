@@ -8,6 +8,8 @@ import os
 import pytorch_lightning as pl
 import torch
 
+from vihtr.models.release import average_state_dicts
+
 log = logging.getLogger(__name__)
 
 
@@ -52,14 +54,3 @@ class CheckpointAveraging(pl.Callback):
             self.path,
         )
         log.info("averaged the last %d snapshots into %s", len(self.snapshots), self.path)
-
-
-def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Mean of floating tensors; integer buffers (e.g. BatchNorm's step counter) come from the last."""
-    out = {}
-    for key, last in states[-1].items():
-        if torch.is_floating_point(last):
-            out[key] = sum(s[key].double() for s in states).div(len(states)).to(last.dtype)
-        else:
-            out[key] = last.clone()
-    return out
