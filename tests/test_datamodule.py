@@ -177,3 +177,14 @@ def test_every_data_config_weights_its_own_sources(data):
         for source in sources.values():
             if "fold" in source:  # real sources: one side of the run's fold
                 assert source.fold == 3 and source.split == split
+
+
+def test_ddp_ranks_draw_different_samples():
+    """DDP processes share the seed; the rank must still give each its own stream."""
+    streams = []
+    for rank in (0, 1):
+        dm = make(samples_per_epoch=32)
+        dm.trainer = type("FakeTrainer", (), {"global_rank": rank})()
+        dm.setup("fit")
+        streams.append([b["texts"] for b in dm.train_dataloader()])
+    assert streams[0] != streams[1]

@@ -152,6 +152,7 @@ class MixtureStream(IterableDataset):
         augment: Augment | None = None,
         augment_sources: set[str] | None = None,
         bucket_batches: int = 8,
+        rank: int = 0,
     ) -> None:
         self.sources = list(sources.values())
         self.weights = weights
@@ -162,6 +163,7 @@ class MixtureStream(IterableDataset):
         self.augment = augment
         self.augment_sources = augment_sources
         self.bucket_batches = max(1, bucket_batches)
+        self.rank = rank  # DDP processes share the seed: the rank keeps their streams apart
         self._passes = 0  # counted in each process's own copy: persistent workers still change every epoch
 
     def __len__(self) -> int:
@@ -180,7 +182,7 @@ class MixtureStream(IterableDataset):
         # a fresh DataLoader iterator gives its workers new seeds; the pass count covers persistent workers
         # and the main process; `self.seed` keeps a run reproducible
         worker_seed = info.seed if info else 0
-        rng = random.Random(f"{self.seed}:{worker_seed}:{worker}:{self._passes}")
+        rng = random.Random(f"{self.seed}:{self.rank}:{worker_seed}:{worker}:{self._passes}")
         self._passes += 1
         todo = self.n_batches // n_workers + (worker < self.n_batches % n_workers)
         while todo > 0:
@@ -289,6 +291,7 @@ class LineDataModule(pl.LightningDataModule):
             augment=self.augment,
             augment_sources=self.augment_sources,
             bucket_batches=self.bucket_batches,
+            rank=self.trainer.global_rank if self.trainer is not None else 0,
         )
 
     def setup(self, stage: str | None = None) -> None:
