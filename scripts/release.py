@@ -5,6 +5,8 @@
         --notes "what data, steps, hardware"
     # score releases (each alone, and together as an ensemble) on the held-out writer fold
     python scripts/release.py score models/vihtr-b1 models/vihtr-b2 --fold 0 --out models/scores.json
+    # the same with the fold's address LM fused into beam search (scripts/build_lm.py --fold 0)
+    python scripts/release.py score models/vihtr-b1 --method beam --lm models/lm/address_fold0.json.gz --lm-weight 0.3
 
 Held-out data: the Kalapa lines of writer fold `--fold` and the VNOnDB lines of the same fold (writer-disjoint
 from the training folds), rendered with a fixed seed per line so every run scores the same images.
@@ -22,6 +24,7 @@ from pathlib import Path
 import vihtr  # noqa: F401  (torchvision fix first)
 from vihtr.data.sources.inkml import InkMLSource
 from vihtr.data.sources.real import LineFolderSource
+from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
 from vihtr.inference.predictor import Predictor
 from vihtr.models.release import save_release
 from vihtr.text.metrics import LineMetrics
@@ -66,9 +69,12 @@ def score(args: argparse.Namespace) -> None:
     configs = {Path(m).name: [m] for m in args.models}
     if len(args.models) > 1:
         configs["ensemble"] = list(args.models)
+    lm = CharNgramLM.load(args.lm) if args.lm else None  # loaded once for every configuration
     results = {}
     for name, paths in configs.items():
-        predictor = Predictor.from_release(paths, threads=args.threads, method=args.method, batch_size=16)
+        predictor = Predictor.from_release(
+            paths, threads=args.threads, method=args.method, batch_size=16, lm=lm, lm_weight=args.lm_weight
+        )
         results[name] = {}
         for source, (images, labels) in data.items():
             start = time.perf_counter()
@@ -77,8 +83,14 @@ def score(args: argparse.Namespace) -> None:
             metrics = LineMetrics()
             metrics.update([p.text for p in preds], labels)
             results[name][source] = {**metrics.compute(), "seconds": round(seconds, 1)}
-            print(f"{name:>16} {source:>7}: " + ", ".join(f"{k} {v:.4f}" for k, v in results[name][source].items()))
-    report = {"fold": args.fold, "method": args.method, "limit": args.limit, "results": results}
+            print(
+                f"{name:>16} {source:>7}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in results[name][source].items())
+            )
+    method = predictor.method  # an LM turns greedy into beam
+    report = {"fold": args.fold, "method": method, "limit": args.limit, "results": results}
+    if lm is not None:
+        report.update(lm=str(args.lm), lm_weight=args.lm_weight)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print("\n| model | held-out set | lines | CER | WER | line acc. | Kalapa score |")
@@ -92,7 +104,9 @@ def score(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("export", help="a training checkpoint -> an fp16 release folder")
     p.add_argument("checkpoint")
@@ -107,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
     p.add_argument("--out", default=None, help="write the scores as JSON here")
+    p.add_argument(
+        "--lm", default=None, help="character LM fused into beam search (greedy then decodes with beam)"
+    )
+    p.add_argument("--lm-weight", type=float, default=DEFAULT_LM_WEIGHT)
     p.set_defaults(func=score)
     args = parser.parse_args(argv)
     args.func(args)

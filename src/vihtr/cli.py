@@ -89,6 +89,8 @@ def run_predict(args: argparse.Namespace) -> int:
             beam_size=args.beam_size,
             batch_size=args.batch_size,
             backend=args.backend,
+            lm=args.lm,
+            lm_weight=args.lm_weight,
         )
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -126,6 +128,22 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_lm_arguments(p: argparse.ArgumentParser) -> None:
+    """`--lm` / `--lm-weight`, shared by `predict` and `serve`."""
+    from vihtr.inference.lm import DEFAULT_LM_WEIGHT
+
+    p.add_argument(
+        "--lm",
+        default=None,
+        metavar="PATH",
+        help="character LM (.json.gz from scripts/build_lm.py) fused into beam search; "
+        "greedy then decodes with beam, CTC cannot use it",
+    )
+    p.add_argument(
+        "--lm-weight", type=float, default=DEFAULT_LM_WEIGHT, help="weight of the LM's log-probabilities"
+    )
+
+
 def add_predict_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="read text lines from images")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|LIST.txt")
@@ -134,6 +152,7 @@ def add_predict_parser(subparsers) -> None:
     p.add_argument("--method", choices=["greedy", "beam", "ctc"], default="greedy")
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    add_lm_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     p.add_argument("--batch-size", type=int, default=16)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from vihtr.app.serving import SERVERS
+from vihtr.cli import add_lm_arguments
 
 SAMPLES_ENV = "VIHTR_SAMPLES_DIR"
 
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=["greedy", "beam", "ctc"], default="greedy")
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    add_lm_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: torch's)")
     p.add_argument("--max-files", type=int, default=16, help="images per request")
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         "method": args.method,
         "beam_size": args.beam_size,
         "backend": args.backend,
+        "lm": args.lm,
+        "lm_weight": args.lm_weight,
     }
     try:
         app = create_app(

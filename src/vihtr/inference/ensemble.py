@@ -9,6 +9,9 @@ the single model's (`vihtr.models.decoding`), run on `LockStep`, which looks to 
 Anything with the `StepModel` methods decodes here: the torch models (through `TorchStepModel`) and the
 onnxruntime graphs (`vihtr.inference.onnx_export.OnnxModel`). All models must share the charset. A single
 torch model decodes with its own `OCRModel.decode`, which this lock-step code reproduces.
+
+With a character LM (`vihtr.inference.lm.CharNgramLM`), beam search fuses it into the ensemble's
+log-probabilities (shallow fusion, see `beam_search`); greedy and CTC decoding do not use it.
 """
 
 from __future__ import annotations
@@ -113,9 +116,11 @@ def average_ctc(started: list[Started]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class EnsembleDecoder:
-    """`decoder(batches, method, beam_size) -> DecodeResult` over one or more models (one input batch each)."""
+    """`decoder(batches, method, beam_size) -> DecodeResult` over one or more models (one input batch each).
 
-    def __init__(self, models: list, device: str = "cpu") -> None:
+    `lm`, when given with `lm_weight` > 0, is fused into beam search; it is bound to the models' charset."""
+
+    def __init__(self, models: list, device: str = "cpu", lm=None, lm_weight: float = 0.0) -> None:
         if not models:
             raise ValueError("an ensemble needs at least one model")
         self.models: list[StepModel] = [
@@ -126,6 +131,8 @@ class EnsembleDecoder:
             if m.charset.chars != self.charset.chars:
                 raise ValueError(f"model {i} has another charset than model 0: an ensemble must share one")
         self.max_len = min(m.max_len for m in self.models)
+        self.lm = lm.with_charset(self.charset) if lm is not None else None
+        self.lm_weight = lm_weight
 
     def resolve_method(self, method: str) -> str:
         """CTC-only models decode with CTC whatever was asked; a mix that cannot agree is an error."""
@@ -146,7 +153,8 @@ class EnsembleDecoder:
     ) -> DecodeResult:
         method = self.resolve_method(method)
         first = self.models[0]
-        if len(self.models) == 1 and isinstance(first, TorchStepModel):
+        fusion = method == "beam" and self.lm is not None and self.lm_weight > 0
+        if len(self.models) == 1 and isinstance(first, TorchStepModel) and not fusion:
             images, widths = batches[0]
             return first.model.decode(images.to(first.device), widths.to(first.device), method, beam_size)
         use_ctc = method == "ctc"
@@ -159,5 +167,7 @@ class EnsembleDecoder:
         lock_step = LockStep(self.models, [s.state for s in started])
         memory, memory_mask = LockStep.placeholder_memory(len(started[0].lengths))
         if method == "beam":
-            return beam_search(lock_step, memory, memory_mask, self.max_len, beam_size)
+            return beam_search(
+                lock_step, memory, memory_mask, self.max_len, beam_size, lm=self.lm, lm_weight=self.lm_weight
+            )
         return greedy_decode(lock_step, memory, memory_mask, self.max_len)

@@ -14,6 +14,10 @@ empty line gets exp(score) of its search (the end token's probability; for CTC t
     from vihtr.inference.predictor import Predictor
     predictor = Predictor.from_release("models/vihtr-b1")
     print(predictor.predict_one("line.jpg").text)
+
+A character LM (`lm=` a `vihtr.inference.lm.CharNgramLM` file or object, see `scripts/build_lm.py`) is
+fused into beam search with weight `lm_weight`; asking for greedy decoding with an LM decodes with beam
+search instead, since greedy cannot use it (CTC cannot either: that is an error).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import torch
 
 from vihtr.data.preprocess import ImageLoadError, Preprocess, load_image, pad_batch
+from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
 from vihtr.inference.types import Prediction
 from vihtr.text.charset import SPECIAL_TOKENS, Charset
 
@@ -114,11 +119,14 @@ class Predictor:
         batch_size: int = 16,
         backend: str = "torch",
         onnx_cache: str | os.PathLike | None = None,
+        lm: str | os.PathLike | CharNgramLM | None = None,
+        lm_weight: float = DEFAULT_LM_WEIGHT,
     ) -> Predictor:
         """Load released model folders (default: `default_model_paths()`); two or more decode as an ensemble.
 
         `backend="onnx"` runs the exported graphs with onnxruntime (exported on first use into `onnx_cache`,
         default `<release>/onnx/`); `threads` sets torch's (and onnxruntime's) intra-op threads.
+        `lm` (a path or a `CharNgramLM`) is fused into beam search with `lm_weight`; greedy becomes beam.
         """
         from vihtr.inference.ensemble import EnsembleDecoder
 
@@ -145,7 +153,15 @@ class Predictor:
                 model = model.float().eval()  # fp16 weights run as fp32 on CPU
             models.append(model)
             preprocesses.append(preprocess)
-        decoder = EnsembleDecoder(models, device=device if backend == "torch" else "cpu")
+        if isinstance(lm, (str, os.PathLike)):
+            lm = CharNgramLM.load(lm)
+        decoder = EnsembleDecoder(
+            models, device=device if backend == "torch" else "cpu", lm=lm, lm_weight=lm_weight
+        )
+        if lm is not None and lm_weight > 0:
+            if decoder.resolve_method(method) == "ctc":
+                raise ValueError("a language model needs method 'beam' (CTC decoding cannot use it)")
+            method = "beam"
         return cls(decoder, preprocesses, decoder.charset, method, beam_size, batch_size)
 
     def predict_one(self, image) -> Prediction:
