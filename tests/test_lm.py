@@ -95,7 +95,8 @@ def test_another_charset_reads_the_same_characters(lm):
         )
     euro = other.encode("€", add_special=False)[0]
     assert rebound.log_prob_next(state, euro) < math.log(1e-5)
-    assert rebound.advance(state, euro) not in lm.levels[-1]  # an unknown character leaves no known context
+    # an unknown character leaves no known context: what follows it is read with no context at all
+    assert rebound.prob(rebound.advance(state, euro), "i") == lm.prob("", "i")
 
 
 class TornDecoder:
@@ -155,14 +156,14 @@ def test_weight_zero_or_an_uninformative_lm_change_nothing(lm):
 
 
 def test_predictor_fuses_the_lm_into_beam_search(tiny_release, real_images, lm_file):
-    images = [path for path, _ in real_images[:3]]
+    images = [path for path, _ in real_images[:2]]
     beam = Predictor.from_release(tiny_release, method="beam").predict(images)
     uniform = CharNgramLM.train([], order=1)  # fusion with a flat LM is plain beam search, through lock step
     flat = Predictor.from_release(tiny_release, method="greedy", lm=uniform, lm_weight=1.0)
     assert flat.method == "beam"
     assert [p.text for p in flat.predict(images)] == [p.text for p in beam]
     ensemble = Predictor.from_release([tiny_release, tiny_release], method="beam", lm=lm_file, lm_weight=0.3)
-    assert all(p.error == "" for p in ensemble.predict(images))
+    assert ensemble.predict_one(images[0]).error == ""
     with pytest.raises(ValueError, match="beam"):
         Predictor.from_release(tiny_release, method="ctc", lm=lm_file)
 

@@ -68,22 +68,30 @@ class CharNgramLM:
         self.order = order
         self.chars = chars
         self.discounts = discounts
-        self.levels = levels
         self._known = set(chars)
         self._uniform = 1.0 / (len(chars) + 1)
-        self._mass = [self._level_mass(level, d) for level, d in zip(levels, discounts)]
+        # per context one tuple (next chars, counts, total, back-off weight): a dict per context would
+        # take twice the memory, and probabilities are cheap to recompute from the counts
+        self._tables = [self._table(level, d) for level, d in zip(levels, discounts)]
         self.bind(charset or Charset(chars))
 
     @staticmethod
-    def _level_mass(
+    def _table(
         level: dict[str, list], discounts: list[float]
-    ) -> dict[str, tuple[dict[str, float], float]]:
-        """Context -> (discounted probability per next char, back-off weight)."""
-        out = {}
+    ) -> dict[str, tuple[str, tuple[int, ...], int, float]]:
+        table = {}
         for context, (total, nexts, counts) in level.items():
-            mass = {ch: (c - discounts[min(c, 3) - 1]) / total for ch, c in zip(nexts, counts)}
-            out[context] = (mass, max(0.0, 1.0 - sum(mass.values())))
-        return out
+            kept = sum(c - discounts[min(c, 3) - 1] for c in counts) / total
+            table[context] = (nexts, tuple(counts), total, max(0.0, 1.0 - kept))
+        return table
+
+    @property
+    def levels(self) -> list[dict[str, list]]:
+        """The count tables as stored: context -> [total, next chars, counts], one dict per context length."""
+        return [
+            {ctx: [t, nexts, list(counts)] for ctx, (nexts, counts, t, _) in table.items()}
+            for table in self._tables
+        ]
 
     # --- ids ---------------------------------------------------------------------------------------
 
@@ -122,10 +130,14 @@ class CharNgramLM:
         """P(ch | state) for a character (or `END`), interpolating from the uniform up to the longest context."""
         p = self._uniform
         for n in range(min(len(state), self.order - 1) + 1):
-            entry = self._mass[n].get(state[len(state) - n :])
+            entry = self._tables[n].get(state[len(state) - n :])
             if entry is not None:
-                mass, backoff = entry
-                p = mass.get(ch, 0.0) + backoff * p
+                nexts, counts, total, backoff = entry
+                i = nexts.find(ch)
+                p = backoff * p
+                if i >= 0:
+                    c = counts[i]
+                    p += (c - self.discounts[n][min(c, 3) - 1]) / total
         return p
 
     def log_prob_next(self, state: str, char_id: int) -> float:
