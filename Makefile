@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install data folds train train-cpu predict test test-full lint format bench app clean
+.PHONY: help install lm data folds train train-cpu predict test test-full lint format bench app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(BIN)/activate ## create the venv and install pinned dependencies (ide
 
 folds: install ## write the 5 writer-grouped folds to data/folds/
 	$(BIN)/python scripts/make_folds.py
+
+lm: install folds ## build the address language model for beam search (models/lm/, from the training folds)
+	$(BIN)/python scripts/build_lm.py
 
 data: install folds ## write a seeded synthetic set + contact sheets to data/synth/
 	$(BIN)/python scripts/make_data.py
