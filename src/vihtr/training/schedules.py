@@ -20,10 +20,12 @@ def build_scheduler(
     warmup = min(warmup, total_steps - 1)
     if name == "onecycle":
         max_lrs = [g["lr"] for g in optimizer.param_groups]
-        # OneCycleLR divides by the length of each phase: both must be at least two steps
-        pct_start = min(max(warmup, 2) / (total_steps + 1), 0.5)
+        # OneCycleLR divides by the length of each phase (pct_start * cycle - 1 steps for the rise): a cycle
+        # of at least 3 steps with a rise of at least 2 keeps both lengths above 0, even for a 1-step run
+        cycle = max(total_steps + 1, 3)
+        pct_start = min(max(warmup, 2) / cycle, 0.5)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lrs, total_steps=total_steps + 1, pct_start=pct_start
+            optimizer, max_lr=max_lrs, total_steps=cycle, pct_start=pct_start
         )
     if name not in ("cosine", "linear", "constant"):
         raise ValueError(f"unknown schedule {name!r}: use onecycle, cosine, linear or constant")
