@@ -21,10 +21,16 @@ def auto_precision() -> str:
     return "32-true"
 
 
+def on_gpu(accelerator: str) -> bool:
+    """Whether a trainer with this `accelerator` runs on CUDA (SyncBatchNorm only works there)."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def register_resolvers() -> None:
     resolvers = {
         "vihtr.charset": lambda name: CHARSETS[name],
         "vihtr.precision": auto_precision,
+        "vihtr.on_gpu": on_gpu,
         "vihtr.repo_root": lambda: str(REPO_ROOT),
     }
     for name, fn in resolvers.items():
