@@ -1,0 +1,233 @@
+"""Every option of every config group composes with the real `conf/` and builds what it describes."""
+
+from __future__ import annotations
+
+import math
+
+import hydra
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+from omegaconf import OmegaConf
+from training_helpers import TINY, compose_config, one_torch_thread  # noqa: F401
+
+from vihtr.data.datamodule import LineDataModule
+from vihtr.models.encoder import PAPER_MARGIN
+from vihtr.training.callbacks import CheckpointAveraging
+from vihtr.training.config import CONFIG_DIR
+from vihtr.training.run import check_fold, instantiate_group, train
+from vihtr.training.system import OCRSystem
+
+TINY_MODEL = [o for o in TINY if o.startswith(("model.", "image."))]
+
+
+def build_system(cfg) -> OCRSystem:
+    return hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_option_is_tested():
+    """A new config file must be added to the tests below."""
+    assert options("backbone") == ["b1", "b2", "resnet18"]
+    assert options("decoder") == ["attention", "ctc", "transformer"]
+    assert options("stage") == ["finetune", "pretrain"]
+    assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
+    assert options("logger") == ["csv", "none", "wandb"]
+    assert options("callbacks") == ["default"]
+    assert options("debug") == ["fdr", "limit", "overfit"]
+    assert options("experiment") == sorted(EXPERIMENTS)
+    assert options("launcher") == ["submitit_slurm"]
+
+
+@pytest.mark.parametrize(
+    "backbone, timm_name",
+    [("b1", "tf_efficientnetv2_b1"), ("b2", "tf_efficientnetv2_b2"), ("resnet18", "resnet18")],
+)
+def test_backbone(backbone, timm_name, tmp_path):
+    cfg = compose_config("train", [*TINY_MODEL, f"backbone={backbone}"], tmp_path)
+    system = build_system(cfg)
+    assert system.model.config["backbone"] == timm_name
+    images = torch.zeros(2, 1, 32, 128)
+    memory, mask = system.model.encode(images, torch.tensor([128, 64]))
+    assert memory.shape == (2, math.ceil((128 + PAPER_MARGIN) / 8), 32)  # width / 8 columns, height pooled
+    assert (~mask).sum(dim=1).tolist() == [128 // 8, 64 // 8]  # padding and the paper margin are masked
+
+
+@pytest.mark.parametrize("decoder", ["transformer", "attention", "ctc"])
+def test_decoder(decoder, tmp_path):
+    cfg = compose_config("train", [*TINY_MODEL, f"decoder={decoder}"], tmp_path)
+    system = build_system(cfg)
+    assert system.model.ctc_head is not None  # every decoder option trains a CTC head too
+    if decoder == "ctc":
+        assert system.model.decoder is None
+        assert system.hparams.val_decode == "ctc" and system.hparams.ce_weight == 0
+    else:
+        assert type(system.model.decoder).__name__.lower().startswith(decoder)
+        assert system.hparams.val_decode == "greedy"
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_stage_composes_its_data_mixture(stage, tmp_path):
+    cfg = compose_config("train", [f"stage={stage}"], tmp_path)
+    assert cfg.stage_name == stage
+    assert OmegaConf.select(cfg, "data.train_sources.kalapa") is not None
+    synthetic = {"pretrain": "synth_address", "finetune": "synth_real_labels"}[stage]
+    assert synthetic in cfg.data.train_sources
+    # every source has a weight and every weight a source
+    assert set(cfg.data.train_weights) == set(cfg.data.train_sources)
+    # validation is the real held-out fold only
+    assert set(cfg.data.val_sources) == {"kalapa", "vnondb"}
+    assert cfg.data.val_sources.kalapa.fold == cfg.fold
+
+
+@pytest.mark.parametrize(
+    "stage, lr, schedule", [("pretrain", 1e-3, "onecycle"), ("finetune", 3e-4, "cosine")]
+)
+def test_stage_on_tiny_data_builds_datamodule_and_system(stage, lr, schedule, tmp_path):
+    # a command-line `data=` wins over the stage's own data mixture
+    cfg = compose_config("train", [*TINY, f"stage={stage}"], tmp_path)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    assert isinstance(datamodule, LineDataModule)
+    assert set(datamodule.train_sources) == {"kalapa", "vnondb"}
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["images"].shape[:3] == (cfg.data.batch_size, 1, 32)
+    system = build_system(cfg)
+    assert system.hparams.optimizer["lr"] == lr
+    assert system.hparams.scheduler["name"] == schedule
+
+
+@pytest.mark.parametrize("name", ["default", "cpu"])
+def test_trainer_instantiates(name, tmp_path):
+    cfg = compose_config("train", [f"trainer={name}"], tmp_path)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
+    assert isinstance(trainer, pl.Trainer)
+    assert trainer.default_root_dir == str(tmp_path)
+    if name == "cpu":
+        assert isinstance(trainer.accelerator, pl.accelerators.CPUAccelerator)
+        assert trainer.precision == "32-true"
+
+
+def test_gpu_and_ddp_trainers_compose(tmp_path):
+    gpu = compose_config("train", ["trainer=gpu"], tmp_path).trainer
+    assert (gpu.accelerator, gpu.devices, gpu.precision) == ("gpu", 1, "16-mixed")
+    ddp = compose_config("train", ["trainer=ddp"], tmp_path).trainer
+    assert (ddp.strategy, ddp.devices) == ("ddp", 2)
+    assert ddp.use_distributed_sampler is False  # the datamodule splits its stream by rank itself
+    assert ddp.sync_batchnorm is torch.cuda.is_available()
+    on_cpu = compose_config("train", ["trainer=ddp", "trainer.accelerator=cpu"], tmp_path).trainer
+    assert on_cpu.sync_batchnorm is False  # SyncBatchNorm refuses CPU modules
+
+
+def test_wandb_logger_is_offline_in_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_OFFLINE", raising=False)
+    cfg = compose_config("train", ["logger=wandb", "backbone=b2", "fold=3"], tmp_path)
+    [logger] = instantiate_group(cfg.logger)
+    assert isinstance(logger, pl.loggers.WandbLogger)
+    assert logger._offline is True
+    assert logger.save_dir == str(tmp_path)
+    assert logger._wandb_init["name"] == "train-pretrain-tf_efficientnetv2_b2-fold3"
+
+
+def test_csv_and_no_logger(tmp_path):
+    [csv] = instantiate_group(compose_config("train", ["logger=csv"], tmp_path).logger)
+    assert isinstance(csv, pl.loggers.CSVLogger)
+    assert csv.save_dir == str(tmp_path)
+    assert instantiate_group(compose_config("train", ["logger=none"], tmp_path).get("logger")) == []
+
+
+def test_default_callbacks(tmp_path):
+    cfg = compose_config("train", [], tmp_path)
+    callbacks = {type(c).__name__: c for c in instantiate_group(cfg.callbacks)}
+    assert set(callbacks) == {
+        "ModelCheckpoint",
+        "CheckpointAveraging",
+        "LearningRateMonitor",
+        "RichProgressBar",
+    }
+    checkpoint = callbacks["ModelCheckpoint"]
+    assert checkpoint.dirpath == str(tmp_path / "checkpoints")
+    assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/cer", "min", True)
+    assert isinstance(callbacks["CheckpointAveraging"], CheckpointAveraging)
+    assert callbacks["CheckpointAveraging"].dirpath == checkpoint.dirpath
+
+
+@pytest.mark.parametrize(
+    "debug, expected",
+    [
+        ("fdr", {"fast_dev_run": True}),
+        ("overfit", {"overfit_batches": 2}),
+        ("limit", {"limit_train_batches": 20, "limit_val_batches": 5}),
+    ],
+)
+def test_debug(debug, expected, tmp_path):
+    cfg = compose_config("train", ["trainer=cpu", f"debug={debug}"], tmp_path)
+    for key, value in expected.items():
+        assert cfg.trainer[key] == value
+    if debug in ("fdr", "overfit"):
+        assert not cfg.get("logger") and cfg.test is False
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
+    assert isinstance(trainer, pl.Trainer)
+
+
+# experiment -> (backbone, stage, d_model, image height)
+EXPERIMENTS = {
+    "b1_384_ptr_f5": ("tf_efficientnetv2_b1", "pretrain", 384, 160),
+    "b1_384_f5": ("tf_efficientnetv2_b1", "finetune", 384, 160),
+    "b2_256_ptr_f5": ("tf_efficientnetv2_b2", "pretrain", 256, 128),
+    "b2_256_f5": ("tf_efficientnetv2_b2", "finetune", 256, 128),
+    "cpu_small": ("tf_efficientnetv2_b1", "pretrain", 192, 32),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_experiment(experiment, tmp_path):
+    backbone, stage, d_model, height = EXPERIMENTS[experiment]
+    cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+    assert (cfg.model.net.backbone, cfg.stage_name, cfg.image.height) == (backbone, stage, height)
+    system = build_system(cfg)
+    assert system.model.config["d_model"] == d_model
+    assert system.preprocess.height == height  # the model carries the experiment's input size
+    expected_accelerator = "cpu" if experiment == "cpu_small" else "gpu"
+    assert cfg.trainer.accelerator == expected_accelerator
+
+
+def test_submitit_launcher_config():
+    path = CONFIG_DIR / "launcher" / "submitit_slurm.yaml"
+    try:
+        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+    except ImportError:  # the plugin is optional: check the file alone
+        config = yaml.safe_load(path.read_text())
+        assert {"override /hydra/launcher": "submitit_slurm"} in config["defaults"]
+        assert config["hydra"]["launcher"]["gpus_per_node"] == 1
+        return
+    cfg = compose_config("train", ["launcher=submitit_slurm"])
+    assert cfg.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize("fold", ["0", "1", "2", "3", "4", "all"])
+def test_fold_accepted(fold, tmp_path):
+    cfg = compose_config("train", [f"fold={fold}"], tmp_path)
+    check_fold(cfg.fold)
+    assert cfg.data.val_sources.kalapa.fold == cfg.fold
+
+
+def test_fold_out_of_range_is_rejected(tmp_path):
+    cfg = compose_config("train", [*TINY, "fold=7"], tmp_path)
+    with pytest.raises(ValueError, match="fold must be"):
+        check_fold(cfg.fold)
+    with pytest.raises(ValueError, match="fold must be"):
+        train(cfg)  # before anything is built
+
+
+def test_eval_config_composes(tmp_path):
+    cfg = compose_config("eval", ["ckpt_path=model.ckpt", "data=tiny"], tmp_path)
+    assert cfg.paths.output_dir == str(tmp_path)
+    assert cfg.data._target_.endswith("LineDataModule")
+    assert cfg.decode is None and cfg.labels_tsv is None
+    with pytest.raises(Exception, match="ckpt_path"):
+        OmegaConf.to_container(compose_config("eval", [], tmp_path), throw_on_missing=True)

@@ -1,0 +1,78 @@
+"""Shared by the training tests: compose the real configs small, and a callback that records what a run did."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from vihtr.training.config import CONFIG_DIR, REPO_ROOT
+
+# a model that trains in milliseconds per step: tiny dims, 32 px lines
+TINY = [
+    "data=tiny",
+    "trainer=cpu",
+    "model.net.d_model=32",
+    "model.net.nhead=2",
+    "model.net.ffn_dim=64",
+    "model.net.decoder_layers=1",
+    "model.net.max_len=40",
+    "image.height=32",
+    "image.max_width=256",
+]
+TRAIN_SCRIPT = [sys.executable, str(REPO_ROOT / "src" / "train.py")]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Training tests run on one thread: on a shared 2-core machine two threads make convolutions ~20x
+    slower as soon as anything else runs. Import this fixture into a test module to apply it there."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The config `src/<name>.py` would get, as Hydra's `@main` hands it over: the Hydra node set as the
+    current HydraConfig (for `${hydra:...}`) and then removed; outputs under `output_dir`."""
+    if output_dir is not None:
+        overrides = [*overrides, f"hydra.run.dir={output_dir}", f"paths.output_dir={output_dir}"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+class RecordRun(pl.Callback):
+    """Writes `record-rank<r>.json` in `dirpath`: the step training started and ended at, and the texts of
+    the first training batch (so tests can tell what resumed and what each DDP rank saw)."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+        self.record: dict = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.record = {"rank": trainer.global_rank, "start_step": trainer.global_step}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.record.setdefault("first_texts", list(batch["texts"]))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.record["end_step"] = trainer.global_step
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / f"record-rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(self.record, ensure_ascii=False))
+
+    @staticmethod
+    def read(dirpath: Path) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted(Path(dirpath).glob("record-rank*.json"))]
