@@ -38,7 +38,9 @@ class CheckpointAveraging(pl.Callback):
         if not self.snapshots or not trainer.is_global_zero:
             return
         averaged = average_state_dicts(self.snapshots)
-        dirpath = self.dirpath or (trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None)
+        dirpath = self.dirpath or (
+            trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        )
         dirpath = dirpath or trainer.default_root_dir
         os.makedirs(dirpath, exist_ok=True)
         self.path = os.path.join(dirpath, self.filename)

@@ -105,7 +105,11 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     a.set_ylabel("CER %")
     a.set_xlabel("writer, sorted by CER")
     lengths = sorted(by_length)
-    b.bar([f"{n}-{n + 9}" if n < 80 else "80+" for n in lengths], [100 * by_length[n] for n in lengths], color="#a55b3b")
+    b.bar(
+        [f"{n}-{n + 9}" if n < 80 else "80+" for n in lengths],
+        [100 * by_length[n] for n in lengths],
+        color="#a55b3b",
+    )
     b.set_title("CER by label length (characters)")
     b.set_ylabel("CER %")
     fig.tight_layout()
@@ -113,7 +117,9 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def evaluate(model: OCRModel, batches: Iterable[dict], out_dir: str, method: str = "greedy", beam_size: int = 4) -> dict:
+def evaluate(
+    model: OCRModel, batches: Iterable[dict], out_dir: str, method: str = "greedy", beam_size: int = 4
+) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = predict_batches(model, batches, method, beam_size)

@@ -76,7 +76,9 @@ class OCRSystem(pl.LightningModule):
             parts["ce"] = losses.label_smoothing_ce(out["logits"], tgt_out, self.hparams.label_smoothing)
             loss = loss + self.hparams.ce_weight * parts["ce"]
         if out.get("ctc_logits") is not None and self.hparams.ctc_weight > 0:
-            parts["ctc"] = losses.ctc_loss(out["ctc_logits"], out["memory_mask"], targets, batch["target_lengths"])
+            parts["ctc"] = losses.ctc_loss(
+                out["ctc_logits"], out["memory_mask"], targets, batch["target_lengths"]
+            )
             loss = loss + self.hparams.ctc_weight * parts["ctc"]
         parts["loss"] = loss
         return parts
@@ -123,7 +125,9 @@ class OCRSystem(pl.LightningModule):
             prefix = f"{stage}/" if source == "all" else f"{stage}/{source}/"
             for name, value in metrics.compute().items():
                 if name != "lines":
-                    self.log(prefix + name, value, prog_bar=(source == "all" and name == "cer"), sync_dist=True)
+                    self.log(
+                        prefix + name, value, prog_bar=(source == "all" and name == "cer"), sync_dist=True
+                    )
         if self._val_examples and not self.trainer.sanity_checking:
             self._log_examples(stage)
         self._val_metrics = defaultdict(LineMetrics)
