@@ -149,7 +149,9 @@ def add_predict_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|LIST.txt")
     p.add_argument("-o", "--output", help="out.csv, out.tsv or out.json (default: TSV on stdout)")
     p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
-    p.add_argument("--method", choices=["greedy", "beam", "ctc"], default="greedy")
+    p.add_argument(
+        "--method", choices=["greedy", "beam", "ctc"], default=None, help="default: what the model recommends"
+    )
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     add_lm_arguments(p)

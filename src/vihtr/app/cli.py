@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=os.environ.get(SAMPLES_ENV),
         help=f"folder of line images for 'Get Images' (default: ${SAMPLES_ENV}, else the samples shipped with the app)",
     )
-    p.add_argument("--method", choices=["greedy", "beam", "ctc"], default="greedy")
+    p.add_argument(
+        "--method", choices=["greedy", "beam", "ctc"], default=None, help="default: what the model recommends"
+    )
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     add_lm_arguments(p)

@@ -22,6 +22,7 @@ search instead, since greedy cannot use it (CTC cannot either: that is an error)
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -65,6 +66,18 @@ def default_model_paths() -> list[str]:
             f"Pass model folders explicitly (--models / paths=...) or set {MODELS_ENV}."
         )
     return found
+
+
+def recommended_method(paths: Sequence[str | os.PathLike]) -> str:
+    """The decoding the first release recommends (`decode_method` in its metadata: the method that scored
+    best on its held-out data), else greedy."""
+    for path in paths:
+        config = Path(path) / "config.json"
+        if config.is_file():
+            method = json.loads(config.read_text(encoding="utf-8")).get("metadata", {}).get("decode_method")
+            if method in METHODS:
+                return method
+    return "greedy"
 
 
 def to_prediction(ids: list[int], probs: list[float], score: float, charset: Charset) -> Prediction:
@@ -114,7 +127,7 @@ class Predictor:
         paths: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         device: str = "cpu",
         threads: int | None = None,
-        method: str = "greedy",
+        method: str | None = None,
         beam_size: int = 4,
         batch_size: int = 16,
         backend: str = "torch",
@@ -127,6 +140,7 @@ class Predictor:
         `backend="onnx"` runs the exported graphs with onnxruntime (exported on first use into `onnx_cache`,
         default `<release>/onnx/`); `threads` sets torch's (and onnxruntime's) intra-op threads.
         `lm` (a path or a `CharNgramLM`) is fused into beam search with `lm_weight`; greedy becomes beam.
+        `method=None` takes the decoding the release recommends (`recommended_method`).
         """
         from vihtr.inference.ensemble import EnsembleDecoder
 
@@ -138,6 +152,8 @@ class Predictor:
             paths = [paths]
         if not paths:
             raise ValueError("no model paths given")
+        if method is None:
+            method = "beam" if lm is not None and lm_weight > 0 else recommended_method(paths)
         if threads:
             torch.set_num_threads(threads)
         models, preprocesses = [], []
