@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from vihtr.data.datamodule import LineDataModule
+from vihtr.data.sources.real import LineFolderSource
 from vihtr.training.config import register_resolvers
+from vihtr.training.evaluate import evaluate, load_model
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +68,50 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     log.info("metrics: %s", {k: round(v, 4) for k, v in metrics.items()})
     return metrics
+
+
+def evaluation_batches(cfg: DictConfig, charset: str):
+    """The labelled lines to evaluate, batched exactly as validation batches them.
+
+    A `labels_tsv` is read in full (no folds); otherwise the data config's validation subset, with its own
+    batch size, so padding, and thus the CER, matches the `val/cer` the trainer logged."""
+    if cfg.get("labels_tsv"):
+        labels = Path(cfg.labels_tsv)
+        source = LineFolderSource(
+            labels.parent,
+            name=labels.parent.name,
+            labels=labels.name,
+            tone_style=cfg.tone_style,
+            charset=charset,
+            fold=None,
+            load_height=cfg.image.height,
+        )
+        datamodule = LineDataModule(
+            train_sources={},
+            val_sources={source.name: source},
+            charset=charset,
+            preprocess=cfg.image,
+            val_batch_size=cfg.batch_size,
+            val_size_per_source=None,
+            seed=cfg.seed,
+        )
+    else:
+        with open_dict(cfg):
+            cfg.data.train_sources = {}  # only the validation lines are read
+        datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("validate")
+    return datamodule.val_dataloader()
+
+
+def evaluate_from_config(cfg: DictConfig) -> dict:
+    """What `src/eval.py` does: decode a labelled set with a checkpoint or released model; write the reports."""
+    register_resolvers()
+    if cfg.get("labels_tsv") is None:
+        check_fold(cfg.fold)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(cfg.torch_threads)
+    model, preprocess = load_model(cfg.ckpt_path)
+    with open_dict(cfg):
+        cfg.image = preprocess.to_dict()  # the model's own input size, whatever the config says
+    batches = evaluation_batches(cfg, model.charset.chars)
+    return evaluate(model, batches, out_dir=cfg.paths.output_dir, method=cfg.decode, beam_size=cfg.beam_size)
