@@ -7,6 +7,16 @@ import math
 import torch
 
 
+class OneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """OneCycleLR whose length comes from the run, not from a checkpoint: a run resumed with more steps
+    than it started with continues on its own, longer cycle instead of failing past the old end."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        own_length = {k: self.__dict__[k] for k in ("total_steps", "_schedule_phases")}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(own_length)
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     name: str,
@@ -24,9 +34,7 @@ def build_scheduler(
         # of at least 3 steps with a rise of at least 2 keeps both lengths above 0, even for a 1-step run
         cycle = max(total_steps + 1, 3)
         pct_start = min(max(warmup, 2) / cycle, 0.5)
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lrs, total_steps=cycle, pct_start=pct_start
-        )
+        return OneCycleLR(optimizer, max_lr=max_lrs, total_steps=cycle, pct_start=pct_start)
     if name not in ("cosine", "linear", "constant"):
         raise ValueError(f"unknown schedule {name!r}: use onecycle, cosine, linear or constant")
 
