@@ -160,7 +160,7 @@ def test_default_callbacks(tmp_path):
     "debug, expected",
     [
         ("fdr", {"fast_dev_run": True}),
-        ("overfit", {"overfit_batches": 2}),
+        ("overfit", {"num_sanity_val_steps": 0}),
         ("limit", {"limit_train_batches": 20, "limit_val_batches": 5}),
     ],
 )
@@ -170,6 +170,10 @@ def test_debug(debug, expected, tmp_path):
         assert cfg.trainer[key] == value
     if debug in ("fdr", "overfit"):
         assert not cfg.get("logger") and cfg.test is False
+    if debug == "overfit":  # trains and validates on the same few lines, as they are
+        assert cfg.fold == "all" and cfg.data.augment is None
+        assert cfg.data.train_sources.kalapa.root == cfg.data.val_sources.kalapa.root
+        assert cfg.data.train_sources.vnondb is None and cfg.data.val_sources.vnondb is None
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
     assert isinstance(trainer, pl.Trainer)
 
