@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import hydra
 import pytest
 import torch
 from conftest import REPO_ROOT
@@ -104,6 +105,15 @@ def test_eval_script_on_a_released_model(trained_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "metrics.json").read_text())["all"]["lines"] == 10
     assert (out / "eval.log").exists()
+
+
+def test_eval_of_a_ctc_only_model_decodes_with_ctc(tmp_path):
+    """eval.yaml's decode: null lets each model read its own way (greedy would fail without a decoder)."""
+    cfg = compose_config("train", [*TINY, "decoder=ctc"], tmp_path)
+    system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+    release = save_release(system.model, tmp_path / "ctc", system.preprocess)
+    cfg = compose_config("eval", [f"ckpt_path={release}", f"labels_tsv={FIXTURE_LABELS}"], tmp_path / "eval")
+    assert evaluate_from_config(cfg)["all"]["lines"] == 10
 
 
 def test_average_state_dicts():
