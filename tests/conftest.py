@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 import vihtr  # noqa: E402, F401  (torchvision fix before anything imports timm)
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # CI has 2 cores and pytest runs one test at a time beside data workers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("VIHTR_DATA_ROOT", REPO_ROOT.parent / "shared" / "data"))
