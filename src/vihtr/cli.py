@@ -144,10 +144,8 @@ def add_lm_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_predict_parser(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="read text lines from images")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|LIST.txt")
-    p.add_argument("-o", "--output", help="out.csv, out.tsv or out.json (default: TSV on stdout)")
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Which models and how they decode: shared by `predict` and `serve`."""
     p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
     p.add_argument(
         "--method", choices=["greedy", "beam", "ctc"], default=None, help="default: what the model recommends"
@@ -157,6 +155,13 @@ def add_predict_parser(subparsers) -> None:
     add_lm_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
+
+
+def add_predict_parser(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="read text lines from images")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|LIST.txt")
+    p.add_argument("-o", "--output", help="out.csv, out.tsv or out.json (default: TSV on stdout)")
+    add_model_arguments(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_predict)

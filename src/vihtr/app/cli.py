@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from vihtr.app.serving import SERVERS
-from vihtr.cli import add_lm_arguments
+from vihtr.cli import add_model_arguments
 
 SAMPLES_ENV = "VIHTR_SAMPLES_DIR"
 
@@ -21,20 +21,12 @@ SAMPLES_ENV = "VIHTR_SAMPLES_DIR"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
     p.add_argument(
         "--samples-dir",
         default=os.environ.get(SAMPLES_ENV),
         help=f"folder of line images for 'Get Images' (default: ${SAMPLES_ENV}, else the samples shipped with the app)",
     )
-    p.add_argument(
-        "--method", choices=["greedy", "beam", "ctc"], default=None, help="default: what the model recommends"
-    )
-    p.add_argument("--beam-size", type=int, default=4)
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    add_lm_arguments(p)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: torch's)")
+    add_model_arguments(p)
     p.add_argument("--max-files", type=int, default=16, help="images per request")
     p.add_argument("--max-upload-mb", type=float, default=10, help="request body size")
     p.add_argument("--max-pixels", type=int, default=None, help="pixels per image (default: 20 million)")
