@@ -37,7 +37,12 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 def export(args: argparse.Namespace) -> None:
     model, preprocess = load_model(args.checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
-    metadata = {"source_checkpoint": str(args.checkpoint), "parameters": n_params, "notes": args.notes}
+    metadata = {
+        "source_checkpoint": str(args.checkpoint),
+        "parameters": n_params,
+        "notes": args.notes,
+        "decode_method": args.decode_method,  # what Predictor(method=None) uses: the held-out best
+    }
     folder = save_release(model, args.folder, preprocess, metadata)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
     print(f"wrote {folder} ({n_params / 1e6:.1f} M parameters, {size:.1f} MB)")
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint")
     p.add_argument("folder")
     p.add_argument("--notes", default="")
+    p.add_argument("--decode-method", default="greedy", choices=["greedy", "beam", "ctc"])
     p.set_defaults(func=export)
     p = sub.add_parser("score", help="score releases and their ensemble on the held-out fold")
     p.add_argument("models", nargs="+")
