@@ -152,6 +152,7 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
         name = Path(m).name
         configs += [
             {**base, "name": f"{name} torch greedy", "models": [m], "method": "greedy", "backend": "torch"},
+            {**base, "name": f"{name} torch ctc", "models": [m], "method": "ctc", "backend": "torch"},
             {**base, "name": f"{name} onnx greedy", "models": [m], "method": "greedy", "backend": "onnx"},
             {
                 **base,
@@ -163,8 +164,9 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
         ]
     if len(models) > 1:
         for backend in ("torch", "onnx"):
-            name = f"ensemble x{len(models)} {backend} greedy"
-            configs.append({**base, "name": name, "models": models, "method": "greedy", "backend": backend})
+            for method in ("greedy", "ctc"):
+                name = f"ensemble x{len(models)} {backend} {method}"
+                configs.append({**base, "name": name, "models": models, "method": method, "backend": backend})
     return configs
 
 

@@ -48,7 +48,9 @@ def export(args: argparse.Namespace) -> None:
     print(f"wrote {folder} ({n_params / 1e6:.1f} M parameters, {size:.1f} MB)")
 
 
-def held_out(data_root: Path, fold: int, limit: int | None, height: int) -> dict[str, tuple[list, list[str]]]:
+def held_out(
+    data_root: Path, fold: int, limit: int | None, height: int, sources: list[str]
+) -> dict[str, tuple[list, list[str]]]:
     """Source name -> (images, labels) of the held-out fold; VNOnDB strokes rendered with seed = line index."""
     folds = REPO / "data" / "folds"
     kalapa = LineFolderSource(
@@ -61,6 +63,8 @@ def held_out(data_root: Path, fold: int, limit: int | None, height: int) -> dict
     )  # fmt: skip
     out = {}
     for source in (kalapa, vnondb):
+        if source.name not in sources:
+            continue
         n = len(source) if limit is None else min(limit, len(source))
         samples = [source.get(i, random.Random(i)) for i in range(n)]
         out[source.name] = ([s.image for s in samples], [s.text for s in samples])
@@ -70,7 +74,7 @@ def held_out(data_root: Path, fold: int, limit: int | None, height: int) -> dict
 def score(args: argparse.Namespace) -> None:
     # strokes are rendered at the (first) model's input height, as in its training validation
     config = json.loads((Path(args.models[0]) / "config.json").read_text(encoding="utf-8"))
-    data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"])
+    data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"], args.sources)
     configs = {Path(m).name: [m] for m in args.models}
     if len(args.models) > 1:
         configs["ensemble"] = list(args.models)
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="greedy", choices=["greedy", "beam", "ctc"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
+    p.add_argument("--sources", nargs="+", default=["kalapa", "vnondb"], choices=["kalapa", "vnondb"])
     p.add_argument("--out", default=None, help="write the scores as JSON here")
     p.add_argument(
         "--lm", default=None, help="character LM fused into beam search (greedy then decodes with beam)"
