@@ -14,7 +14,6 @@ help: ## list the targets
 
 $(BIN)/activate: requirements/*.txt pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements/dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(BIN)/activate
