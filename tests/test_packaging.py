@@ -29,11 +29,12 @@ def test_environment_yml_lists_the_same_pip_dependencies():
 
 
 def test_torchvision_timm_torchmetrics_lightning_import_on_cpu_torch():
-    import vihtr  # noqa: F401  (registers the missing torchvision operator schemas where needed)
     import pytorch_lightning
     import timm
     import torchmetrics
     import torchvision
+
+    import vihtr  # noqa: F401  (registers the missing torchvision operator schemas where needed)
 
     assert timm.create_model("tf_efficientnetv2_b1", pretrained=False, num_classes=0) is not None
     assert torchmetrics.text.CharErrorRate()(["ab"], ["ac"]).item() == 0.5

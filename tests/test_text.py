@@ -4,7 +4,7 @@ import unicodedata
 
 import pytest
 
-from vihtr.text import Charset, UnknownCharReport, VIETNAMESE_CHARSET, normalize_text
+from vihtr.text import VIETNAMESE_CHARSET, Charset, UnknownCharReport, normalize_text
 from vihtr.text.charset import EOS, SOS, UnknownCharacterError
 from vihtr.text.metrics import LineMetrics, kalapa_score, strip_diacritics
 from vihtr.text.normalize import to_new_tone_style, to_old_tone_style

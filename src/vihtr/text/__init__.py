@@ -1,6 +1,6 @@
 """Text: the charset, normalisation (NFC, whitespace, tone-mark style) and recognition metrics."""
 
-from vihtr.text.charset import Charset, UnknownCharReport, VIETNAMESE_CHARSET
+from vihtr.text.charset import VIETNAMESE_CHARSET, Charset, UnknownCharReport
 from vihtr.text.normalize import normalize_text, to_new_tone_style, to_old_tone_style
 
 __all__ = [
