@@ -21,7 +21,7 @@ $(BIN)/activate: requirements/*.txt pyproject.toml
 install: $(BIN)/activate ## create the venv and install pinned dependencies (idempotent)
 
 folds: install ## write the 5 writer-grouped folds to data/folds/
-	$(BIN)/python scripts/make_folds.py
+	$(BIN)/python scripts/make_folds.py kalapa vnondb
 
 lm: install folds ## build the address language model for beam search (models/lm/, from the training folds)
 	$(BIN)/python scripts/build_lm.py
