@@ -1,7 +1,7 @@
 """Inference speed and size of the released models, their ensemble and the ONNX fast path, on this CPU.
 
     python scripts/bench.py                       # the shipped models (random b1/b2 stand-ins if none)
-    python scripts/bench.py --models models/vihtr-b1 --threads 2 --out bench.json
+    python scripts/bench.py --models models/vihtr-lite1 --threads 2 --out bench.json
 
 For every configuration: parameters, weights on disk (MB), latency per line at batch 1 (median, p90;
 end to end: image file -> text), throughput at batch 16 (lines/s) and peak memory (max RSS of a child

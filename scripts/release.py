@@ -1,12 +1,12 @@
 """Make and score released models.
 
     # export a training checkpoint (averaged or not) as an fp16 release with its config, charset, preprocessing
-    python scripts/release.py export logs/train/runs/<run>/checkpoints/averaged.ckpt models/vihtr-b1 \
+    python scripts/release.py export logs/train/runs/<run>/checkpoints/averaged.ckpt models/vihtr-lite1 \
         --notes "what data, steps, hardware"
     # score releases (each alone, and together as an ensemble) on the held-out writer fold
-    python scripts/release.py score models/vihtr-b1 models/vihtr-b2 --fold 0 --out models/scores.json
+    python scripts/release.py score models/vihtr-lite1 models/extra/vihtr-b1 --fold 0 --out models/scores.json
     # the same with the fold's address LM fused into beam search (scripts/build_lm.py --fold 0)
-    python scripts/release.py score models/vihtr-b1 --method beam --lm models/lm/address_fold0.json.gz --lm-weight 0.3
+    python scripts/release.py score models/extra/vihtr-b1 --method beam --lm models/lm/address_fold0.json.gz --lm-weight 0.3
 
 Held-out data: the Kalapa lines of writer fold `--fold` and the VNOnDB lines of the same fold (writer-disjoint
 from the training folds), rendered with a fixed seed per line so every run scores the same images.
@@ -34,12 +34,31 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 
+def portable_path(path: str | Path) -> str:
+    """A path as the release may record it: relative to the repository, or only the run's own part."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(Path(*path.parts[-3:]))  # <run>/checkpoints/<file>: no machine's directories
+
+
+def checkpoint_steps(path: str | Path) -> int | None:
+    """The optimizer steps behind a Lightning checkpoint (None for a release folder)."""
+    if Path(path).is_dir():
+        return None
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+
+
 def export(args: argparse.Namespace) -> None:
     model, preprocess = load_model(args.checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
     metadata = {
-        "source_checkpoint": str(args.checkpoint),
+        "source_checkpoint": portable_path(args.checkpoint),
         "parameters": n_params,
+        "trained_steps": checkpoint_steps(args.checkpoint),
         "notes": args.notes,
         "decode_method": args.decode_method,  # what Predictor(method=None) uses: the held-out best
     }
@@ -127,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="+")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--data-root", default=str(DEFAULT_DATA))
-    p.add_argument("--method", default="greedy", choices=["greedy", "beam", "ctc"])
+    p.add_argument(
+        "--method", default=None, choices=["greedy", "beam", "ctc"], help="default: the release's own"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
     p.add_argument("--sources", nargs="+", default=["kalapa", "vnondb"], choices=["kalapa", "vnondb"])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# How the shipped models were trained (2-core CPU, no GPU was available): one backbone per call.
-#   scripts/train_release_cpu.sh b1 /work/runs/b1 2400 01:22:00
+# How models/extra/vihtr-b1 and vihtr-b2 were trained (superseded by experiment=lite1_ctc, scripts/train_continue.sh) (2-core CPU, no GPU was available): one backbone per call.
+#   scripts/train_release_cpu.sh b1 logs/release/b1 2400 01:22:00
 # Held out: Kalapa writer fold 0 and VNOnDB writer fold 0 (validation and scores), never trained on.
 # Data: real Kalapa + rendered VNOnDB lines of folds 1-4 (augmented), synthetic addresses and word lines.
 set -euo pipefail

@@ -16,7 +16,7 @@ from vihtr.data.datamodule import LineDataModule
 from vihtr.models.encoder import PAPER_MARGIN
 from vihtr.training.callbacks import CheckpointAveraging
 from vihtr.training.config import CONFIG_DIR
-from vihtr.training.run import check_fold, instantiate_group, train
+from vihtr.training.run import check_ctc_capacity, check_fold, instantiate_group, train
 from vihtr.training.system import OCRSystem
 
 TINY_MODEL = [o for o in TINY if o.startswith(("model.", "image."))]
@@ -32,7 +32,7 @@ def options(group: str) -> list[str]:
 
 def test_every_group_option_is_tested():
     """A new config file must be added to the tests below."""
-    assert options("backbone") == ["b1", "b2", "resnet18"]
+    assert options("backbone") == ["b1", "b2", "lite1", "resnet18"]
     assert options("decoder") == ["attention", "ctc", "transformer"]
     assert options("stage") == ["finetune", "pretrain"]
     assert options("trainer") == ["cpu", "ddp", "default", "gpu"]
@@ -45,7 +45,12 @@ def test_every_group_option_is_tested():
 
 @pytest.mark.parametrize(
     "backbone, timm_name",
-    [("b1", "tf_efficientnetv2_b1"), ("b2", "tf_efficientnetv2_b2"), ("resnet18", "resnet18")],
+    [
+        ("b1", "tf_efficientnetv2_b1"),
+        ("b2", "tf_efficientnetv2_b2"),
+        ("lite1", "tf_efficientnet_lite1"),
+        ("resnet18", "resnet18"),
+    ],
 )
 def test_backbone(backbone, timm_name, tmp_path):
     cfg = compose_config("train", [*TINY_MODEL, f"backbone={backbone}"], tmp_path)
@@ -185,7 +190,9 @@ EXPERIMENTS = {
     "b2_256_ptr_f5": ("tf_efficientnetv2_b2", "pretrain", 256, 128),
     "b2_256_f5": ("tf_efficientnetv2_b2", "finetune", 256, 128),
     "cpu_small": ("tf_efficientnetv2_b1", "pretrain", 192, 32),
+    "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
+CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
@@ -196,8 +203,34 @@ def test_experiment(experiment, tmp_path):
     system = build_system(cfg)
     assert system.model.config["d_model"] == d_model
     assert system.preprocess.height == height  # the model carries the experiment's input size
-    expected_accelerator = "cpu" if experiment == "cpu_small" else "gpu"
+    expected_accelerator = "cpu" if experiment in CPU_EXPERIMENTS else "gpu"
     assert cfg.trainer.accelerator == expected_accelerator
+
+
+def test_lite1_backbone_starts_from_the_package_imagenet_weights(tmp_path):
+    from vihtr.models.pretrained import adapt_stem, efficientnet_lite1_imagenet
+
+    cfg = compose_config("train", [*TINY_MODEL, "backbone=lite1"], tmp_path)
+    stem = adapt_stem(efficientnet_lite1_imagenet(), 1)["conv_stem.weight"]
+    assert torch.equal(build_system(cfg).model.encoder.backbone.conv_stem.weight, stem)
+    cfg.model.backbone_weights = None  # random init
+    assert not torch.equal(build_system(cfg).model.encoder.backbone.conv_stem.weight, stem)
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_every_experiment_fits_its_longest_labels_in_ctc_columns(experiment, tmp_path):
+    check_ctc_capacity(compose_config("train", [f"experiment={experiment}"], tmp_path))
+
+
+def test_a_ctc_shape_too_narrow_for_the_labels_is_refused(tmp_path):
+    cfg = compose_config("train", [*TINY, "image.max_width=512", "model.net.width_stride=8"], tmp_path)
+    cfg.data.max_label_length = 126
+    with pytest.raises(ValueError, match="at most 64 columns"):
+        check_ctc_capacity(cfg)
+    with pytest.raises(ValueError, match="at most 64 columns"):
+        train(cfg)  # before anything is built
+    cfg.model.net.width_stride = 4
+    check_ctc_capacity(cfg)
 
 
 def test_submitit_launcher_config():

@@ -14,6 +14,7 @@ from vihtr.models import losses
 from vihtr.models.decoders import index_batch
 from vihtr.models.decoding import DecodeResult, beam_search, ctc_best_path, greedy_decode
 from vihtr.models.encoder import PAPER_MARGIN
+from vihtr.models.layers import BiLSTMLayer, reverse_within_lengths
 from vihtr.models.ocr import OCRModel
 from vihtr.models.release import average_checkpoints, load_release, save_release
 from vihtr.text.charset import EOS, MASK, PAD, SOS
@@ -72,6 +73,35 @@ def test_width_stride_divides_only_the_width(backbone, width_stride):
         memory, mask = model.encode(images, torch.tensor([width, 50]))
         assert memory.shape == (2, math.ceil((width + PAPER_MARGIN) / width_stride), 32)
         assert (~mask).sum(1).tolist() == [math.ceil(width / width_stride), math.ceil(50 / width_stride)]
+
+
+@pytest.mark.parametrize("context", ["transformer", "lstm"])
+def test_column_upsample_splits_each_cnn_column(context):
+    """CNN at stride 8, two output columns per CNN column: the CTC head sees stride-4 columns."""
+    config = {**TINY, "backbone": "resnet18", "width_stride": 4, "column_upsample": 2, "decoder": "none",
+              "encoder_layers": 1, "context": context}  # fmt: skip
+    model = OCRModel(**config).eval()
+    for width in (128, 136):
+        memory, mask = model.encode(torch.zeros(2, 1, 32, width), torch.tensor([width, 50]))
+        assert memory.shape == (2, 2 * math.ceil((width + PAPER_MARGIN) / 8), 32)
+        assert (~mask).sum(1).tolist() == [math.ceil(width / 4), math.ceil(50 / 4)]
+
+
+def test_bilstm_layer_never_sees_padding():
+    """Each row's real columns read the same whatever follows them in the padded batch."""
+    torch.manual_seed(0)
+    layer = BiLSTMLayer(16, dropout=0.0).eval()
+    x = torch.randn(3, 12, 16)
+    lengths = torch.tensor([12, 7, 3])
+    with torch.no_grad():
+        batched = layer(x, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone = layer(x[i : i + 1, :n], lengths[i : i + 1])
+            torch.testing.assert_close(batched[i, :n], alone[0], atol=1e-5, rtol=0)
+            other = x[i : i + 1].clone()
+            other[:, n:] = 100.0  # different padding
+            torch.testing.assert_close(layer(other, lengths[i : i + 1])[0, :n], alone[0], atol=1e-5, rtol=0)
+    assert torch.equal(reverse_within_lengths(reverse_within_lengths(x, lengths), lengths), x)
 
 
 def test_bad_width_stride_is_refused():
@@ -225,8 +255,9 @@ def test_ctc_loss_handles_specials_empty_and_too_long_targets():
     logits = torch.randn(3, 6, 8, requires_grad=True)
     mask = torch.tensor([[False] * 6, [False] * 4 + [True] * 2, [False] * 2 + [True] * 4])
     targets = torch.tensor([[SOS, 4, 5, 5, EOS, PAD], [SOS, EOS, PAD, PAD, PAD, PAD], [SOS, 4, 5, 6, 7, EOS]])
-    loss = losses.ctc_loss(logits, mask, targets, torch.tensor([5, 2, 6]))
+    loss, infeasible = losses.ctc_loss(logits, mask, targets, torch.tensor([5, 2, 6]))
     assert torch.isfinite(loss)
+    assert infeasible.item() == 1  # 4 characters in 2 columns; "455" in 6 fits (the doubled 5 needs 4)
     loss.backward()
     assert torch.isfinite(logits.grad).all()
     expected = F.ctc_loss(
@@ -237,6 +268,12 @@ def test_ctc_loss_handles_specials_empty_and_too_long_targets():
         zero_infinity=True,
     )
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_ctc_min_columns_counts_a_blank_inside_doubled_letters():
+    packed, lengths = losses.ctc_targets(torch.tensor([[SOS, 4, 4, 4, EOS], [SOS, 4, 5, EOS, PAD]]))
+    assert lengths.tolist() == [3, 2]
+    assert losses.ctc_min_columns(packed, lengths).tolist() == [5, 2]
 
 
 def test_mask_decoder_input_masks_only_characters():
@@ -282,7 +319,7 @@ def overfit(request):
         model.train()
         out = model(images, widths, losses.mask_decoder_input(targets[:, :-1], 0.1))
         loss = losses.label_smoothing_ce(out["logits"], targets[:, 1:], 0.1)
-        loss = loss + 0.3 * losses.ctc_loss(out["ctc_logits"], out["memory_mask"], targets)
+        loss = loss + 0.3 * losses.ctc_loss(out["ctc_logits"], out["memory_mask"], targets)[0]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -374,10 +411,10 @@ def test_average_checkpoints(tmp_path):
 # ---------------------------------------------------------------- ONNX export of the encoder
 
 
-def _check_encoder_onnx(backbone: str, tmp_path) -> None:
+def _check_encoder_onnx(backbone: str, tmp_path, **config) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = OCRModel(**{**TINY, "backbone": backbone, "encoder_layers": 1, "decoder": "none"}).eval()
+    model = OCRModel(**{**TINY, "backbone": backbone, "encoder_layers": 1, "decoder": "none", **config}).eval()
     images, widths = pad_batch([noise_image(128, 0), noise_image(72, 1)])
     batch, width = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("width", min=32, max=4096)
     program = torch.onnx.export(
@@ -402,6 +439,10 @@ def _check_encoder_onnx(backbone: str, tmp_path) -> None:
 
 def test_encoder_exports_to_onnx(tmp_path):
     _check_encoder_onnx("resnet18", tmp_path)
+
+
+def test_bilstm_encoder_with_split_columns_exports_to_onnx(tmp_path):
+    _check_encoder_onnx("resnet18", tmp_path, context="lstm", width_stride=4, column_upsample=2)
 
 
 @pytest.mark.slow

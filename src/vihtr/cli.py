@@ -1,8 +1,8 @@
 """The `vihtr` command: `vihtr predict`, `vihtr export-onnx` (and `vihtr serve` when the web app is installed).
 
     vihtr predict line.jpg
-    vihtr predict scans/ -o out.csv --models models/vihtr-b1 models/vihtr-b2 --method beam
-    vihtr export-onnx models/vihtr-b1
+    vihtr predict scans/ -o out.csv --models models/vihtr-lite1 models/extra/vihtr-b1 --method beam
+    vihtr export-onnx models/vihtr-lite1
 
 Subcommands register themselves with `add_parser(subparsers)` and set `func(args) -> exit code`; another
 package adds its own by providing `<module>.add_parser` (see `OPTIONAL_SUBCOMMANDS`).

@@ -6,7 +6,7 @@ same cores. Every error, from a bad upload to a bug, answers JSON `{"error": ...
 and the process keeps serving.
 
     from vihtr.app.server import create_app
-    app = create_app(model_paths=["models/vihtr-b1"], samples_dir="../shared/data/kalapa2023/public_test")
+    app = create_app(model_paths=["models/vihtr-lite1"], samples_dir="../shared/data/kalapa2023/public_test")
 """
 
 from __future__ import annotations

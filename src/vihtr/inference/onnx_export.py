@@ -10,7 +10,7 @@ here) with dynamic batch, width and prefix length. The GRU "attention" decoder i
 model can only use the ONNX path with `method="ctc"`.
 
     from vihtr.inference.onnx_export import export_release
-    export_release("models/vihtr-b1")  # writes models/vihtr-b1/onnx/
+    export_release("models/vihtr-lite1")  # writes models/vihtr-lite1/onnx/
 """
 
 from __future__ import annotations

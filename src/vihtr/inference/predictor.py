@@ -12,7 +12,7 @@ characters' probabilities, i.e. the model's probability that every character of 
 empty line gets exp(score) of its search (the end token's probability; for CTC the mean column one).
 
     from vihtr.inference.predictor import Predictor
-    predictor = Predictor.from_release("models/vihtr-b1")
+    predictor = Predictor.from_release("models/vihtr-lite1")
     print(predictor.predict_one("line.jpg").text)
 
 A character LM (`lm=` a `vihtr.inference.lm.CharNgramLM` file or object, see `scripts/build_lm.py`) is

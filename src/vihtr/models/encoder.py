@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vihtr.data.preprocess import PAD_VALUE
-from vihtr.models.layers import EncoderLayer, key_padding_to_attn_mask, sinusoidal_positions
+from vihtr.models.layers import BiLSTMLayer, EncoderLayer, key_padding_to_attn_mask, sinusoidal_positions
 
 _STRIDED_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # Blank paper appended to every batch. Alone, an image ends at the CNN's zero padding; in a batch it ends
@@ -25,6 +25,8 @@ _STRIDED_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # margin of paper both cases look alike near the text (measured: line-end probabilities moved by up
 # to 0.12 without it, 0.01 with it). The margin columns are masked like any padding.
 PAPER_MARGIN = 32
+# sequence context over the columns before the heads: self-attention layers or BiLSTM layers
+CONTEXTS = ("transformer", "lstm")
 
 
 def _as_pair(value) -> tuple[int, int]:
@@ -71,6 +73,8 @@ class CNNEncoder(nn.Module):
 
     `memory_mask` is True at padded columns (PyTorch's key-padding convention): column t of image i is
     real when t < ceil(widths[i] / width_stride). T = ceil((W + PAPER_MARGIN) / width_stride).
+    With `column_upsample` k the CNN runs at stride k x width_stride and each of its columns becomes k
+    output columns (a learned split after the context layers).
     """
 
     def __init__(
@@ -79,32 +83,47 @@ class CNNEncoder(nn.Module):
         in_chans: int = 1,
         d_model: int = 256,
         width_stride: int = 8,
-        pretrained: bool = False,
         encoder_layers: int = 0,
+        context: str = "transformer",
+        column_upsample: int = 1,
         nhead: int = 8,
         ffn_dim: int = 1024,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
         probe = timm.create_model(backbone, pretrained=False, features_only=True, in_chans=in_chans)
         reductions = probe.feature_info.reduction()
         # the deepest stage with stride <= 32 (some backbones also offer stride 64)
         index = max(i for i, r in enumerate(reductions) if r <= 32)
         reduction = reductions[index]
-        steps = math.log2(reduction / width_stride)
-        if width_stride > reduction or not steps.is_integer():
-            raise ValueError(f"width_stride must be a power of two <= {reduction}, got {width_stride}")
+        cnn_stride = width_stride * column_upsample
+        steps = math.log2(reduction / cnn_stride)
+        if cnn_stride > reduction or not steps.is_integer():
+            raise ValueError(
+                f"width_stride x column_upsample must be a power of two <= {reduction}, got {cnn_stride}"
+            )
         self.backbone = timm.create_model(
-            backbone, pretrained=pretrained, features_only=True, in_chans=in_chans, out_indices=(index,)
+            backbone, pretrained=False, features_only=True, in_chans=in_chans, out_indices=(index,)
         )
         keep_width_in_last_downsamplings(self.backbone, in_chans, int(steps))
         self.width_stride = width_stride
+        self.cnn_stride = cnn_stride
         self.d_model = d_model
         self.proj = nn.Linear(self.backbone.feature_info.channels()[-1], d_model)
         self.drop = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            EncoderLayer(d_model, nhead, ffn_dim, dropout) for _ in range(encoder_layers)
-        )
+        self.context = context
+        if context == "lstm":
+            self.layers = nn.ModuleList(BiLSTMLayer(d_model, dropout) for _ in range(encoder_layers))
+        else:
+            self.layers = nn.ModuleList(
+                EncoderLayer(d_model, nhead, ffn_dim, dropout) for _ in range(encoder_layers)
+            )
+        # each CNN column split into `column_upsample` output columns: CTC gets the columns of a finer
+        # stride (two per character and more) for the cost of the coarser CNN
+        self.column_upsample = column_upsample
+        self.upsample = nn.Linear(d_model, column_upsample * d_model) if column_upsample > 1 else None
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,13 +131,24 @@ class CNNEncoder(nn.Module):
         features = self.backbone(images)[-1]  # B x C x H' x T
         columns = features.mean(dim=2).transpose(1, 2)  # B x T x C: height pooled away
         t = columns.shape[1]
-        memory = self.proj(columns) + sinusoidal_positions(t, self.d_model, device=images.device).to(
-            columns.dtype
-        )
+        memory = self.proj(columns)
+        if self.context == "transformer":  # an LSTM knows where it is; attention needs to be told
+            memory = memory + sinusoidal_positions(t, self.d_model, device=images.device).to(columns.dtype)
         memory = self.drop(memory)
+        widths = widths.to(images.device)
+        cnn_lengths = torch.div(widths + (self.cnn_stride - 1), self.cnn_stride, rounding_mode="floor")
+        if self.context == "lstm":
+            for layer in self.layers:
+                memory = layer(memory, cnn_lengths.clamp(max=t))
+        else:
+            cnn_mask = torch.arange(t, device=images.device)[None, :] >= cnn_lengths[:, None]
+            attn_mask = key_padding_to_attn_mask(cnn_mask)
+            for layer in self.layers:
+                memory = layer(memory, attn_mask)
+        if self.upsample is not None:
+            b = memory.shape[0]
+            t = t * self.column_upsample
+            memory = self.upsample(memory).reshape(b, t, self.d_model)
         lengths = torch.div(widths + (self.width_stride - 1), self.width_stride, rounding_mode="floor")
-        memory_mask = torch.arange(t, device=images.device)[None, :] >= lengths.to(images.device)[:, None]
-        attn_mask = key_padding_to_attn_mask(memory_mask)
-        for layer in self.layers:
-            memory = layer(memory, attn_mask)
+        memory_mask = torch.arange(t, device=images.device)[None, :] >= lengths[:, None]
         return self.norm(memory), memory_mask

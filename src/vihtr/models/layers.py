@@ -105,3 +105,36 @@ class EncoderLayer(nn.Module):
         h = self.norm1(x)
         x = x + self.drop(self.attn(h, h, attn_mask))
         return x + self.drop(self.ffn(self.norm2(x)))
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each row of B x T x d over its first lengths[b] steps; padding stays at the end.
+
+    A gather, not packed sequences: it exports to ONNX, and it is its own inverse."""
+    t = torch.arange(x.shape[1], device=x.device)[None, :]
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
+class BiLSTMLayer(nn.Module):
+    """A bidirectional LSTM over the image columns, with a residual connection.
+
+    Both directions run as forward LSTMs, the backward one on each row reversed within its length, so
+    padding always comes after the real columns and never reaches them: a line reads the same alone or
+    padded in a batch of wider lines."""
+
+    def __init__(self, d_model: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % 2:
+            raise ValueError(f"a BiLSTM layer needs an even d_model, got {d_model}")
+        self.forward_lstm = nn.LSTM(d_model, d_model // 2, batch_first=True)
+        self.backward_lstm = nn.LSTM(d_model, d_model // 2, batch_first=True)
+        self.norm = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        fwd, _ = self.forward_lstm(h)
+        bwd, _ = self.backward_lstm(reverse_within_lengths(h, lengths))
+        return x + self.drop(torch.cat([fwd, reverse_within_lengths(bwd, lengths)], dim=-1))

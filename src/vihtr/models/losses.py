@@ -30,21 +30,8 @@ def label_smoothing_ce(logits: torch.Tensor, targets: torch.Tensor, smoothing: f
     return ((1.0 - smoothing) * nll + smoothing * smooth).mean()
 
 
-def ctc_loss(
-    ctc_logits: torch.Tensor,
-    memory_mask: torch.Tensor,
-    targets: torch.Tensor,
-    target_lengths: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """CTC loss (blank = PAD = 0) with input lengths from `memory_mask`.
-
-    `targets` may be the decoder's padded rows: the special ids (SOS, EOS, PAD, MASK) are dropped and the
-    lengths recounted, so `target_lengths`, when given, is only checked to be a per-line tensor. An empty
-    target is allowed; a target too long for its columns gives an infinite loss that is zeroed
-    (`zero_infinity`) rather than poisoning the batch.
-    """
-    if target_lengths is not None and target_lengths.shape[0] != targets.shape[0]:
-        raise ValueError("target_lengths must have one entry per line")
+def ctc_targets(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder rows (SOS ... EOS PAD ...) -> left-aligned character ids B x Lmax (0-padded) and lengths B."""
     chars = targets >= FIRST_CHAR_ID
     lengths = chars.sum(dim=1)
     # left-align the character ids of each row (a stable sort puts the kept ones first, in order)
@@ -53,11 +40,40 @@ def ctc_loss(
     packed = packed.masked_fill(
         torch.arange(packed.shape[1], device=packed.device)[None] >= lengths[:, None], 0
     )
+    return packed, lengths
+
+
+def ctc_min_columns(packed: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Columns a CTC alignment of each row needs: one per character, plus a blank inside every doubled
+    letter ("ll" cannot be read from fewer than 3 columns)."""
+    repeats = (packed[:, 1:] == packed[:, :-1]) & (packed[:, 1:] != 0)
+    return lengths + repeats.sum(dim=1)
+
+
+def ctc_loss(
+    ctc_logits: torch.Tensor,
+    memory_mask: torch.Tensor,
+    targets: torch.Tensor,
+    target_lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC loss (blank = PAD = 0) with input lengths from `memory_mask`, and how many lines cannot fit.
+
+    `targets` may be the decoder's padded rows: the special ids (SOS, EOS, PAD, MASK) are dropped and the
+    lengths recounted, so `target_lengths`, when given, is only checked to be a per-line tensor. An empty
+    target is allowed. A target too long for its columns has an infinite loss; it is zeroed
+    (`zero_infinity`) rather than poisoning the batch, and counted in the second value, which training
+    logs: such lines teach the CTC head nothing, so a model shape that makes many of them is wrong.
+    """
+    if target_lengths is not None and target_lengths.shape[0] != targets.shape[0]:
+        raise ValueError("target_lengths must have one entry per line")
+    packed, lengths = ctc_targets(targets)
     log_probs = F.log_softmax(ctc_logits.float(), dim=-1).transpose(0, 1)  # T x B x V
     input_lengths = (~memory_mask).sum(dim=1)
-    return F.ctc_loss(
+    infeasible = (ctc_min_columns(packed, lengths) > input_lengths).sum()
+    loss = F.ctc_loss(
         log_probs, packed, input_lengths, lengths, blank=PAD, reduction="mean", zero_infinity=True
     )
+    return loss, infeasible
 
 
 def mask_decoder_input(

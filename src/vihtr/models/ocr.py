@@ -29,6 +29,8 @@ class OCRModel(nn.Module):
         d_model: int = 256,
         width_stride: int = 8,
         encoder_layers: int = 0,
+        context: str = "transformer",
+        column_upsample: int = 1,
         decoder: str = "transformer",
         decoder_layers: int = 3,
         nhead: int = 8,
@@ -44,7 +46,8 @@ class OCRModel(nn.Module):
             raise ValueError("a model without a decoder needs the CTC head (ctc=True)")
         self._config = {
             "charset_chars": charset_chars, "backbone": backbone, "in_chans": in_chans, "d_model": d_model,
-            "width_stride": width_stride, "encoder_layers": encoder_layers, "decoder": decoder,
+            "width_stride": width_stride, "encoder_layers": encoder_layers, "context": context,
+            "column_upsample": column_upsample, "decoder": decoder,
             "decoder_layers": decoder_layers, "nhead": nhead, "ffn_dim": ffn_dim, "dropout": dropout,
             "ctc": ctc, "max_len": max_len,
         }  # fmt: skip
@@ -52,7 +55,8 @@ class OCRModel(nn.Module):
         vocab = len(self._charset)
         self.max_len = max_len
         self.encoder = CNNEncoder(
-            backbone, in_chans, d_model, width_stride, encoder_layers=encoder_layers, nhead=nhead,
+            backbone, in_chans, d_model, width_stride, encoder_layers=encoder_layers, context=context,
+            column_upsample=column_upsample, nhead=nhead,
             ffn_dim=ffn_dim, dropout=dropout,
         )  # fmt: skip
         if decoder == "transformer":

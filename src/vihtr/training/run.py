@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -24,6 +25,26 @@ def check_fold(fold) -> None:
         raise ValueError(f"fold must be 0..4, or 'all' (also -1) to train on every fold, not {fold!r}")
 
 
+def check_ctc_capacity(cfg: DictConfig) -> None:
+    """Refuse a model shape whose CTC head cannot read the longest labels the data keeps.
+
+    CTC emits at most one character per column, and a line at the widest input gets
+    ceil(max_width / width_stride) columns; fewer columns than `data.max_label_length` means the longest
+    allowed lines can never be read. (The real rule is per line: training logs `train/ctc_infeasible`,
+    the share of lines too long for their own width, whose loss is zeroed.)"""
+    net = cfg.model.net
+    if not net.get("ctc", False):
+        return
+    columns = math.ceil(cfg.image.max_width / net.width_stride)
+    longest = cfg.data.get("max_label_length")
+    if longest is not None and columns < longest:
+        raise ValueError(
+            f"the CTC head gets at most {columns} columns (image.max_width {cfg.image.max_width} / "
+            f"model.net.width_stride {net.width_stride}) but data.max_label_length is {longest}: "
+            "lower width_stride, raise max_width, or keep shorter labels"
+        )
+
+
 def instantiate_group(cfg: DictConfig | None) -> list:
     """Instantiate every `_target_` entry of a group such as `callbacks` or `logger`."""
     if not cfg:
@@ -41,6 +62,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
 def train(cfg: DictConfig) -> dict[str, float]:
     register_resolvers()
     check_fold(cfg.fold)
+    check_ctc_capacity(cfg)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:

