@@ -150,10 +150,14 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
     configs = []
     for m in models:
         name = Path(m).name
-        configs += [
+        # a CTC-only model has no autoregressive decoder to time
+        ctc_only = json.loads((Path(m) / "config.json").read_text())["model"].get("decoder") == "none"
+        greedy = [] if ctc_only else [
             {**base, "name": f"{name} torch greedy", "models": [m], "method": "greedy", "backend": "torch"},
-            {**base, "name": f"{name} torch ctc", "models": [m], "method": "ctc", "backend": "torch"},
             {**base, "name": f"{name} onnx greedy", "models": [m], "method": "greedy", "backend": "onnx"},
+        ]  # fmt: skip
+        configs += greedy + [
+            {**base, "name": f"{name} torch ctc", "models": [m], "method": "ctc", "backend": "torch"},
             {
                 **base,
                 "name": f"{name} onnx ctc (fast path)",

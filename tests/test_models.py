@@ -414,7 +414,9 @@ def test_average_checkpoints(tmp_path):
 def _check_encoder_onnx(backbone: str, tmp_path, **config) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = OCRModel(**{**TINY, "backbone": backbone, "encoder_layers": 1, "decoder": "none", **config}).eval()
+    model = OCRModel(
+        **{**TINY, "backbone": backbone, "encoder_layers": 1, "decoder": "none", **config}
+    ).eval()
     images, widths = pad_batch([noise_image(128, 0), noise_image(72, 1)])
     batch, width = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("width", min=32, max=4096)
     program = torch.onnx.export(

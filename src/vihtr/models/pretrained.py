@@ -22,7 +22,13 @@ from torch import nn
 
 # blocks per stage of EfficientNet-Lite1 (lukemelas numbers blocks 0..N-1 across stages)
 LITE_STAGE_LENGTHS = (1, 3, 3, 4, 4, 5, 1)
-_TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP_LEVEL = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _OTHER_BLOCKS = {
     "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
@@ -34,7 +40,9 @@ class PretrainedWeightsError(RuntimeError):
     """Package weights are missing, or do not fit the backbone they are meant for."""
 
 
-def lukemelas_to_timm(state: dict[str, torch.Tensor], stage_lengths=LITE_STAGE_LENGTHS) -> dict[str, torch.Tensor]:
+def lukemelas_to_timm(
+    state: dict[str, torch.Tensor], stage_lengths=LITE_STAGE_LENGTHS
+) -> dict[str, torch.Tensor]:
     """Rename a lukemelas EfficientNet(-Lite) state dict to timm's names (`blocks.<stage>.<block>.<layer>`)."""
     starts = [sum(stage_lengths[:i]) for i in range(len(stage_lengths))]
     out = {}
