@@ -198,6 +198,9 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, help="folder for stand-in models and ONNX exports (default: temporary)"
     )
+    parser.add_argument(
+        "--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"], help="what to time"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a JSON config: measure it and print the result
     args = parser.parse_args()
     if args.child:
@@ -219,10 +222,13 @@ def main() -> None:
             models = random_releases(work)
     images = line_images(args.images, args.lines, work)
     onnx_cache = str(work / "onnx")
-    for m in models:  # export before timing, so no child pays for it
-        OnnxModel.from_release(m, cache_dir=onnx_cache)
+    if "onnx" in args.backends:
+        for m in models:  # export before timing, so no child pays for it
+            OnnxModel.from_release(m, cache_dir=onnx_cache)
     rows = []
     for config in configurations(models, args, images, onnx_cache):
+        if config["backend"] not in args.backends:
+            continue
         out = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(config)],
             capture_output=True,
