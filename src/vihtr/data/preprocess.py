@@ -16,59 +16,137 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 PAD_VALUE = 1.0
-DEFAULT_MAX_PIXELS = 40_000_000  # larger images are refused as likely decompression bombs
+DEFAULT_MAX_PIXELS = (
+    40_000_000  # per image: far larger is a decompression bomb (one limit for every entry point)
+)
+
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose)
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageLoadError(ValueError):
     """An input could not be read as an image (missing, corrupt, unsupported, too large)."""
 
 
-def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open a path, bytes, file object, numpy array or PIL image as an RGB PIL image, or raise ImageLoadError."""
+def _exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag, 1 (upright) when absent or unreadable: broken EXIF must not lose the image."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+        return int(value) if int(value) in _ORIENTATION else 1
+    except Exception:  # PIL raises many types on malformed EXIF (SyntaxError, struct.error, TypeError...)
+        return 1
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> L, LA, RGB or RGBA with 8 bits per channel, keeping the full tonal range.
+
+    `convert("L")` clips 16- and 32-bit greyscale to white, so those are rescaled here: 16-bit by its range
+    (65535), 32-bit integers by the range their values use, floats in [0, 1] as such."""
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
+        return img
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            scale = 65535.0
+        elif img.mode == "F" and arr.size and float(arr.max()) <= 1.0 and float(arr.min()) >= 0.0:
+            scale = 1.0
+        else:
+            top = float(arr.max()) if arr.size else 255.0
+            scale = 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
+        return Image.fromarray(np.clip(arr * (255.0 / scale), 0, 255).round().astype(np.uint8), "L")
+    if img.mode in ("P", "PA"):
+        return img.convert("RGBA")
+    if img.mode == "1":
+        return img.convert("L")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def _open(source, max_pixels: int) -> Image.Image:
+    """Open (header only) a path, bytes or file object, checking the pixel count before anything is decoded."""
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise ImageLoadError(f"no such image file: {source}")
+        name = str(source)
+    else:
+        name = "<bytes>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageLoadError("empty image data")
+        source = io.BytesIO(source)
+    try:
+        img = Image.open(source)
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(f"{name}: image is over the limit of {max_pixels:,} pixels") from e
+    except Exception as e:  # PIL raises many types on malformed headers
+        raise ImageLoadError(f"{name}: not a readable image ({e})") from e
+    if img.width * img.height > max_pixels:
+        raise ImageLoadError(
+            f"{name}: image of {img.width}x{img.height} pixels is over the limit of {max_pixels:,}"
+        )
+    return img
+
+
+def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, target_height: int | None = None) -> Image.Image:
+    """Open a path, bytes, file object, numpy array or PIL image as an upright RGB PIL image, or raise
+    ImageLoadError.
+
+    `target_height` (the model's line height): a large image is reduced while it is decoded (JPEG `draft`)
+    and right after (`reduce`, to no less than twice that height), before any colour conversion, so a
+    huge upload costs its own decode and no more."""
     if isinstance(source, Image.Image):
         img = source
     elif isinstance(source, np.ndarray):
         arr = source
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         if arr.ndim not in (2, 3):
             raise ImageLoadError(f"array image must be HxW or HxWxC, got shape {source.shape}")
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         img = Image.fromarray(arr)
     else:
-        if isinstance(source, (str, os.PathLike)):
-            if not os.path.isfile(source):
-                raise ImageLoadError(f"no such image file: {source}")
-            name = str(source)
-        else:
-            name = "<bytes>"
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            if len(source) == 0:
-                raise ImageLoadError("empty image data")
-            source = io.BytesIO(source)
-        try:
-            img = Image.open(source)
-            if img.width * img.height > max_pixels:
-                raise ImageLoadError(
-                    f"{name}: image of {img.width}x{img.height} pixels is over the limit of {max_pixels}"
-                )
-            img.load()
-        except ImageLoadError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise ImageLoadError(f"{name}: not a readable image ({e})") from e
+        img = _open(source, max_pixels)
     if img.width * img.height > max_pixels:
-        raise ImageLoadError(f"image of {img.width}x{img.height} pixels is over the limit of {max_pixels}")
+        raise ImageLoadError(f"image of {img.width}x{img.height} pixels is over the limit of {max_pixels:,}")
     if img.width < 1 or img.height < 1:
         raise ImageLoadError("image has no pixels")
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA", "P"):
+    try:
+        if target_height and img.format == "JPEG" and img.mode in ("L", "RGB"):
+            # decode at 1/2, 1/4 or 1/8 scale straight away (a JPEG's EXIF is in its header)
+            turned = _exif_orientation(img) in (5, 6, 7, 8)
+            factor = (img.width if turned else img.height) // (2 * target_height)
+            if factor >= 2:
+                img.draft(img.mode, (img.width // factor, img.height // factor))
+        img.load()  # before reading the EXIF: for PNG that would load, and hide a decoding error
+        orientation = _exif_orientation(img)
+        img = _to_8bit(img)
+    except ImageLoadError:
+        raise
+    except Exception as e:  # truncated or corrupt data: PIL raises OSError, SyntaxError, ValueError...
+        raise ImageLoadError(f"{getattr(img, 'filename', '') or 'image'}: not a readable image ({e})") from e
+    if target_height:
+        # the model's height is the image's width when the EXIF turns it by 90 degrees
+        factor = (img.width if orientation in (5, 6, 7, 8) else img.height) // (2 * target_height)
+        if factor >= 2:
+            img = img.reduce(factor)
+    if orientation != 1:
+        img = img.transpose(_ORIENTATION[orientation])
+    if img.mode in ("RGBA", "LA"):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
-    return img.convert("RGB")
+    img = img.convert("RGB")
+    img.info = {}  # the orientation is applied: a second load_image of this image must not apply it again
+    return img
 
 
 @dataclass(frozen=True)
