@@ -5,6 +5,9 @@
         --notes "what data, steps, hardware"
     # score releases (each alone, and together as an ensemble) on the held-out writer fold
     python scripts/release.py score models/vihtr-lite1 models/extra/vihtr-b1 --fold 0 --out models/scores.json
+    # fit the release's confidence calibration on the held-out fold (stored in its config.json) and report
+    # the expected calibration error (writer-split cross-fit), a reliability plot and review thresholds
+    python scripts/release.py calibrate models/vihtr-lite1 --plot models/vihtr-lite1/reliability.png
     # the same with the fold's address LM fused into beam search (scripts/build_lm.py --fold 0)
     python scripts/release.py score models/extra/vihtr-b1 --method beam --lm models/lm/address_fold0.json.gz --lm-weight 0.3
 
@@ -69,8 +72,9 @@ def export(args: argparse.Namespace) -> None:
 
 def held_out(
     data_root: Path, fold: int, limit: int | None, height: int, sources: list[str]
-) -> dict[str, tuple[list, list[str]]]:
-    """Source name -> (images, labels) of the held-out fold; VNOnDB strokes rendered with seed = line index."""
+) -> dict[str, tuple[list, list[str], list[str]]]:
+    """Source name -> (images, labels, writers) of the held-out fold; VNOnDB strokes rendered with
+    seed = line index."""
     folds = REPO / "data" / "folds"
     kalapa = LineFolderSource(
         data_root / "kalapa2023", name="kalapa", tone_style="old", fold=fold, split="val",
@@ -86,7 +90,7 @@ def held_out(
             continue
         n = len(source) if limit is None else min(limit, len(source))
         samples = [source.get(i, random.Random(i)) for i in range(n)]
-        out[source.name] = ([s.image for s in samples], [s.text for s in samples])
+        out[source.name] = ([s.image for s in samples], [s.text for s in samples], [s.group for s in samples])
     return out
 
 
@@ -104,7 +108,7 @@ def score(args: argparse.Namespace) -> None:
             paths, threads=args.threads, method=args.method, batch_size=16, lm=lm, lm_weight=args.lm_weight
         )
         results[name] = {}
-        for source, (images, labels) in data.items():
+        for source, (images, labels, _) in data.items():
             start = time.perf_counter()
             preds = predictor.predict(images)
             seconds = time.perf_counter() - start
@@ -129,6 +133,121 @@ def score(args: argparse.Namespace) -> None:
                 f"| {name} | {source} fold {args.fold} | {int(m['lines'])} | {100 * m['cer']:.2f} % | "
                 f"{100 * m['wer']:.2f} % | {100 * m['line_acc']:.2f} % | {m['kalapa_score']:.4f} |"
             )
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    """Fit `metadata.calibration` of one release on its held-out fold; report ECE and review thresholds.
+
+    The ECE and the threshold table are cross-fitted: writers are split in two halves, each half's lines
+    are calibrated by the map fitted on the other half, so no line is scored by a map that saw it. The
+    stored map is then fitted on all lines."""
+    import editdistance
+    import numpy as np
+
+    from vihtr.inference.calibration import (
+        Calibration,
+        expected_calibration_error,
+        fit_calibration,
+        review_table,
+    )
+
+    config_path = Path(args.model) / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"], args.sources)
+    predictor = Predictor.from_release(args.model, threads=args.threads, batch_size=16)
+    predictor.calibration = None  # the raw confidences are what is fitted
+    raw, accuracy, exact, half, sources = [], [], [], [], []
+    for source, (images, labels, writers) in data.items():
+        for p, label, writer in zip(predictor.predict(images), labels, writers):
+            raw.append(p.confidence)
+            accuracy.append(max(0.0, 1 - editdistance.eval(p.text, label) / max(1, len(label))))
+            exact.append(p.text == label)
+            half.append(f"{source}/{writer}")
+            sources.append(source)
+    writers = sorted(set(half))
+    if len(writers) < 2:
+        raise SystemExit("error: the held-out lines come from one writer: too few to cross-fit a calibration")
+    half = [writers.index(w) % 2 for w in half]  # writers alternate between the two halves
+    raw_a, acc_a, half_a = np.array(raw), np.array(accuracy), np.array(half)
+    crossed = np.empty_like(raw_a)
+    for h in (0, 1):
+        fitted = fit_calibration(raw_a[half_a != h], acc_a[half_a != h])
+        crossed[half_a == h] = [fitted(r) for r in raw_a[half_a == h]]
+    ece_raw, _ = expected_calibration_error(raw_a, acc_a)
+    ece, bins = expected_calibration_error(crossed, acc_a)
+    identity = ece_raw <= ece  # the raw value is already as well calibrated: keep it (a map of x = y)
+    if identity:
+        crossed = raw_a
+        ece, bins = ece_raw, expected_calibration_error(raw_a, acc_a)[1]
+    thresholds = [round(t, 2) for t in np.arange(0.1, 1.0, 0.05)]
+    table = review_table(crossed, acc_a, exact, thresholds)
+    # the documented threshold: the lowest one whose accepted lines reach the target character accuracy
+    reaching = [row for row in table if row["accepted_char_accuracy"] >= args.target_accuracy]
+    review_below = reaching[0]["threshold"] if reaching else None
+    if identity:
+        final = Calibration(x=(0.0, 1.0), y=(0.0, 1.0), review_below=review_below)
+    else:
+        final = fit_calibration(raw_a, acc_a, review_below=review_below)
+    summary = {
+        **final.to_dict(),
+        "fold": args.fold,
+        "lines": len(raw),
+        "ece_raw": round(ece_raw, 4),
+        "ece": round(ece, 4),
+        "target_accuracy": args.target_accuracy,
+    }
+    config.setdefault("metadata", {})["calibration"] = summary
+    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(
+        f"{len(raw)} held-out lines ({', '.join(f'{s}: {sources.count(s)}' for s in data)}), fold {args.fold}"
+    )
+    print(
+        f"expected calibration error: raw {100 * ece_raw:.1f} points, calibrated (cross-fitted) {100 * ece:.1f}"
+    )
+    print("\n| confidence | lines | mean confidence | mean character accuracy |\n|---|---|---|---|")
+    for row in bins:
+        print(f"| {row['bin']} | {row['lines']} | {row['confidence']:.3f} | {row['accuracy']:.3f} |")
+    print("\n| review below | lines to review | accepted: character accuracy | accepted: lines exact |")
+    print("|---|---|---|---|")
+    for row in table:
+        print(
+            f"| {row['threshold']:.2f} | {100 * row['review_share']:.1f} % | "
+            f"{100 * row['accepted_char_accuracy']:.2f} % | {100 * row['accepted_line_accuracy']:.1f} % |"
+        )
+    if review_below is None:
+        print(f"\nno threshold reaches {args.target_accuracy:.0%} character accuracy on the accepted lines")
+    print(f"stored in {config_path}: review_below = {review_below} (target {args.target_accuracy:.0%})")
+    if args.plot:
+        plot_reliability(raw_a, crossed, acc_a, args.plot)
+        print(f"reliability plot: {args.plot}")
+
+
+def plot_reliability(raw, calibrated, accuracy, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vihtr.inference.calibration import expected_calibration_error
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for values, label in ((raw, "raw (geometric mean)"), (calibrated, "calibrated (cross-fitted)")):
+        ece, bins = expected_calibration_error(values, accuracy)
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            marker="o",
+            label=f"{label}, ECE {ece:.3f}",
+        )
+    ax.set_xlabel("line confidence")
+    ax.set_ylabel("character accuracy of the line (held out)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--lm-weight", type=float, default=DEFAULT_LM_WEIGHT)
     p.set_defaults(func=score)
+    p = sub.add_parser("calibrate", help="fit a release's line-confidence calibration on the held-out fold")
+    p.add_argument("model")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--data-root", default=str(DEFAULT_DATA))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
+    p.add_argument("--sources", nargs="+", default=["kalapa", "vnondb"], choices=["kalapa", "vnondb"])
+    p.add_argument(
+        "--target-accuracy", type=float, default=0.95, help="character accuracy the accepted lines must reach"
+    )
+    p.add_argument("--plot", default=None, help="write the reliability plot (PNG) here")
+    p.set_defaults(func=calibrate)
     args = parser.parse_args(argv)
     args.func(args)
     return 0

@@ -35,3 +35,10 @@ def real_images(data_root) -> list[tuple[Path, str]]:
         path, text = line.split("\t")
         rows.append((KALAPA / path, text))
     return rows
+
+
+@pytest.fixture(scope="session")
+def many_real_lines(data_root) -> list[Path]:
+    """60 real Kalapa lines of mixed widths: enough to see a batch-composition effect."""
+    lines = (KALAPA / "labels.tsv").read_text(encoding="utf-8").splitlines()[:60]
+    return [KALAPA / line.split("\t")[0] for line in lines]

@@ -51,3 +51,29 @@ def train_tiny_release(folder: Path, lines: list[tuple[Path, str]], steps: int =
         optimizer.step()
     save_release(model.eval(), folder, TINY_PREPROCESS, {"purpose": "tests"})
     return folder
+
+
+def assert_batch_invariant(
+    predictor, paths: list, rounds: int = 2, seed: int = 0, distinct: int | None = None
+) -> None:
+    """Each line reads the same alone and inside random batches of 2-16 other lines (text exactly,
+    confidence to float noise)."""
+    import random
+
+    import pytest
+
+    alone = {p: predictor.predict_one(p) for p in paths}
+    # a model that reads, not one that writes a constant (the tiny test model reads less)
+    assert len({a.text for a in alone.values()}) >= (distinct or len(paths) // 2)
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        order = list(paths)
+        rng.shuffle(order)
+        while order:
+            size = rng.randint(2, 16)
+            group, order = order[:size], order[size:]
+            for path, p in zip(group, predictor.predict(group)):
+                assert p.text == alone[path].text, (
+                    f"{path} reads {p.text!r} in a batch, {alone[path].text!r} alone"
+                )
+                assert p.confidence == pytest.approx(alone[path].confidence, abs=1e-4)

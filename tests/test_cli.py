@@ -80,3 +80,25 @@ def test_subcommands_are_registered():
     assert args.func.__name__ == "run_export_onnx"
     with pytest.raises(SystemExit):
         parser.parse_args(["predict", "a.jpg", "--method", "sideways"])
+
+
+def test_16_bit_and_broken_exif_images_read_in_a_folder(tiny_release, real_images, tmp_path):
+    """A 16-bit greyscale PNG reads as its 8-bit original; a JPEG whose EXIF Pillow cannot rewrite is read
+    (turned upright) instead of ending the run."""
+    import numpy as np
+    from PIL import Image
+    from test_images import BROKEN_EXIF
+
+    folder = tmp_path / "modes"
+    folder.mkdir()
+    original = Image.open(real_images[0][0]).convert("L")
+    original.save(folder / "a-8bit.png")
+    Image.fromarray(np.asarray(original).astype(np.uint16) * 257).save(folder / "b-16bit.png")
+    # stored turned on its side, with EXIF orientation 6 to turn it back
+    original.transpose(Image.Transpose.ROTATE_90).save(folder / "c-exif.jpg", exif=BROKEN_EXIF, quality=95)
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(folder), "--models", str(tiny_release), "-q", "-o", str(out)]) == 0
+    eight, sixteen, exif = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert not any(r["error"] for r in (eight, sixteen, exif)), (eight, sixteen, exif)
+    assert sixteen["text"] == eight["text"] and len(eight["text"]) > 5
+    assert exif["text"] and exif["text"] != "."

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from inference_helpers import train_tiny_release
+from inference_helpers import assert_batch_invariant, train_tiny_release
 
 from vihtr.inference.onnx_export import ENCODER_FILE, META_FILE, STEP_FILE, OnnxModel
 from vihtr.inference.predictor import Predictor
@@ -32,6 +32,14 @@ def test_onnx_reads_real_lines_like_torch(tiny_release, onnx_cache, real_images,
     assert len({p.text for p in torch_preds}) > 1
     for o, t in zip(onnx_preds, torch_preds):
         assert o.char_confidences == pytest.approx(t.char_confidences, abs=1e-3)
+
+
+@pytest.mark.parametrize("method", ["greedy", "ctc"])
+def test_onnx_reads_a_line_the_same_alone_and_in_any_batch(tiny_release, onnx_cache, many_real_lines, method):
+    predictor = Predictor.from_release(
+        tiny_release, method=method, backend="onnx", onnx_cache=onnx_cache, threads=1
+    )
+    assert_batch_invariant(predictor, many_real_lines, rounds=1, distinct=10)
 
 
 def test_export_writes_both_graphs_once(tiny_release, onnx_cache, real_images):

@@ -1,15 +1,18 @@
 """Read text lines from images with one or more released models.
 
 `Predictor` hides everything between an image and its text: loading (paths, PIL images, numpy arrays,
-bytes), the release's own `Preprocess` (exactly the training preprocessing), batching lines of similar
-width together, decoding (one model, or an ensemble decoded in lock step), and turning token ids into
+bytes; a large image is reduced while it is decoded), the release's own `Preprocess` (exactly the training
+preprocessing), batching lines of the same padded width together (so a line reads the same in any batch),
+decoding (one model, or an ensemble decoded in lock step), and turning token ids into
 NFC text with confidences. An input that cannot be read gives `Prediction(error=...)`; the rest of the
 batch goes on.
 
 Confidence: a character's confidence is the probability the model gave to that character when it was
-chosen (the ensemble's averaged probability for an ensemble). A line's confidence is the product of its
-characters' probabilities, i.e. the model's probability that every character of the line is right; an
-empty line gets exp(score) of its search (the end token's probability; for CTC the mean column one).
+chosen (the ensemble's averaged probability for an ensemble). A line's raw confidence is the geometric
+mean of its characters' probabilities (an empty line gets exp(score) of its search: the end token's
+probability; for CTC the mean column one). A release that carries a calibration (`metadata.calibration`,
+fitted on held-out lines by `scripts/calibrate.py`) maps it to the expected share of the line's
+characters read right; an ensemble, whose raw values no single calibration fits, reports the raw value.
 
     from vihtr.inference.predictor import Predictor
     predictor = Predictor.from_release("models/vihtr-lite1")
@@ -32,7 +35,8 @@ from pathlib import Path
 
 import torch
 
-from vihtr.data.preprocess import ImageLoadError, Preprocess, load_image, pad_batch
+from vihtr.data.preprocess import PAD_VALUE, ImageLoadError, Preprocess, load_image
+from vihtr.inference.calibration import Calibration
 from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
 from vihtr.inference.types import Prediction
 from vihtr.text.charset import SPECIAL_TOKENS, Charset
@@ -40,6 +44,7 @@ from vihtr.text.charset import SPECIAL_TOKENS, Charset
 METHODS = ("greedy", "beam", "ctc")
 BACKENDS = ("torch", "onnx")
 MODELS_ENV = "VIHTR_MODELS"
+DEFAULT_WIDTH_BUCKET = 64  # px: padding costs at most 63 blank columns, batches still fill up
 
 
 def default_model_paths() -> list[str]:
@@ -80,7 +85,18 @@ def recommended_method(paths: Sequence[str | os.PathLike]) -> str:
     return "greedy"
 
 
-def to_prediction(ids: list[int], probs: list[float], score: float, charset: Charset) -> Prediction:
+def release_calibration(path: str | os.PathLike) -> Calibration | None:
+    """The confidence calibration a release carries (`metadata.calibration`), if any."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return None
+    stored = json.loads(config.read_text(encoding="utf-8")).get("metadata", {}).get("calibration")
+    return Calibration.from_dict(stored) if stored else None
+
+
+def to_prediction(
+    ids: list[int], probs: list[float], score: float, charset: Charset, calibration: Calibration | None = None
+) -> Prediction:
     """One decoded line -> NFC text with per-character and line confidences (see the module docstring)."""
     offset = len(SPECIAL_TOKENS)
     kept = [(charset.chars[i - offset], float(p)) for i, p in zip(ids, probs) if i >= offset]
@@ -90,7 +106,12 @@ def to_prediction(ids: list[int], probs: list[float], score: float, charset: Cha
     if len(text) != len(raw):
         # composing changed the length (cannot happen with an NFC charset): keep one value per character
         confidences = [min(confidences)] * len(text)
-    line = math.prod(confidences) if confidences else math.exp(score)
+    if confidences:
+        line = math.exp(sum(math.log(max(p, 1e-30)) for p in confidences) / len(confidences))
+    else:
+        line = math.exp(score)
+    if calibration is not None:
+        line = calibration(line)
     return Prediction(text=text, confidence=min(1.0, max(0.0, line)), char_confidences=confidences)
 
 
@@ -109,9 +130,14 @@ class Predictor:
         method: str = "greedy",
         beam_size: int = 4,
         batch_size: int = 16,
+        width_bucket: int = DEFAULT_WIDTH_BUCKET,
+        calibration: Calibration | None = None,
     ) -> None:
         """`decoder(batches: list[(images, widths)], method, beam_size) -> DecodeResult`, one batch per model
-        (`vihtr.inference.ensemble.EnsembleDecoder`); `preprocesses` holds each model's preprocessing."""
+        (`vihtr.inference.ensemble.EnsembleDecoder`); `preprocesses` holds each model's preprocessing.
+        `width_bucket`: lines are padded to a multiple of it and batched only with lines of the same padded
+        width, so a line reads the same alone or in any batch. `calibration` maps the model's raw line
+        confidence to a calibrated one (see `vihtr.inference.calibration`)."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.decoder = decoder
@@ -120,6 +146,9 @@ class Predictor:
         self.method = method
         self.beam_size = beam_size
         self.batch_size = max(1, batch_size)
+        self.width_bucket = max(1, width_bucket)
+        self.calibration = calibration
+        self.load_height = max(pre.height for pre in self.preprocesses)
 
     @classmethod
     def from_release(
@@ -178,13 +207,31 @@ class Predictor:
             if decoder.resolve_method(method) == "ctc":
                 raise ValueError("a language model needs method 'beam' (CTC decoding cannot use it)")
             method = "beam"
-        return cls(decoder, preprocesses, decoder.charset, method, beam_size, batch_size)
+        calibration = release_calibration(paths[0]) if len(paths) == 1 else None
+        return cls(
+            decoder, preprocesses, decoder.charset, method, beam_size, batch_size, calibration=calibration
+        )
 
     def predict_one(self, image) -> Prediction:
         return self.predict([image])[0]
 
+    def _bucketed(self, tensor: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+        """Right-pad a line with blank paper to the next multiple of `width_bucket` (at most max_width)."""
+        width = tensor.shape[-1]
+        target = max(
+            width, min(preprocess.max_width, math.ceil(width / self.width_bucket) * self.width_bucket)
+        )
+        if target == width:
+            return tensor
+        padded = torch.full((*tensor.shape[:-1], target), PAD_VALUE, dtype=tensor.dtype)
+        padded[..., :width] = tensor
+        return padded
+
     def predict(self, images: Sequence) -> list[Prediction]:
-        """Paths, PIL images, numpy arrays or bytes -> one `Prediction` per input, in input order."""
+        """Paths, PIL images, numpy arrays or bytes -> one `Prediction` per input, in input order.
+
+        A line's text does not depend on the other inputs: lines are batched only with lines of the same
+        padded width, so each row of a batch is computed exactly as it would be alone."""
         results: list[Prediction | None] = [None] * len(images)
         tensors: dict[int, list[torch.Tensor]] = {}
         load_ms: dict[int, float] = {}
@@ -192,26 +239,34 @@ class Predictor:
         for i, image in enumerate(images):
             start = time.perf_counter()
             try:
-                img = load_image(image)
-                per_pre = {pre: pre(img) for pre in unique}
+                img = load_image(image, target_height=self.load_height)
+                per_pre = {pre: self._bucketed(pre(img), pre) for pre in unique}
                 tensors[i] = [per_pre[pre] for pre in self.preprocesses]
-            except (ImageLoadError, OSError, ValueError) as e:
-                results[i] = Prediction(text="", confidence=0.0, source=_source_name(image), error=str(e))
+                del img
+            except Exception as e:  # whatever a bad input raises, it costs only its own line
+                message = str(e) if isinstance(e, ImageLoadError) else f"not a readable image ({e!r})"
+                results[i] = Prediction(text="", confidence=0.0, source=_source_name(image), error=message)
             load_ms[i] = (time.perf_counter() - start) * 1000
             if results[i] is not None:
                 results[i].ms = load_ms[i]
-        # lines of similar width together: less padding, and the order is restored below
-        order = sorted(tensors, key=lambda i: tensors[i][0].shape[-1])
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            t0 = time.perf_counter()
-            batches = [pad_batch([tensors[i][m] for i in chunk]) for m in range(len(self.preprocesses))]
-            result = self.decoder(batches, method=self.method, beam_size=self.beam_size)
-            share = (time.perf_counter() - t0) * 1000 / len(chunk)
-            lines = zip(result.token_ids, result.token_probs, result.scores)
-            for i, (ids, probs, score) in zip(chunk, lines):
-                prediction = to_prediction(ids, probs, score, self.charset)
-                prediction.source = _source_name(images[i])
-                prediction.ms = load_ms[i] + share
-                results[i] = prediction
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in sorted(tensors):
+            groups.setdefault(tuple(t.shape[-1] for t in tensors[i]), []).append(i)
+        for key in sorted(groups):
+            members = groups[key]
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start : start + self.batch_size]
+                t0 = time.perf_counter()
+                batches = [
+                    (torch.stack([tensors[i][m] for i in chunk]), torch.full((len(chunk),), width))
+                    for m, width in enumerate(key)
+                ]
+                result = self.decoder(batches, method=self.method, beam_size=self.beam_size)
+                share = (time.perf_counter() - t0) * 1000 / len(chunk)
+                lines = zip(result.token_ids, result.token_probs, result.scores)
+                for i, (ids, probs, score) in zip(chunk, lines):
+                    prediction = to_prediction(ids, probs, score, self.charset, self.calibration)
+                    prediction.source = _source_name(images[i])
+                    prediction.ms = load_ms[i] + share
+                    results[i] = prediction
         return results  # type: ignore[return-value]
