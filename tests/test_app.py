@@ -177,7 +177,13 @@ def test_health_reports_models_and_version(server, tiny_release, line_images):
         "models_loaded": True,
         "model": [tiny_release.name],
         "version": vihtr.__version__,
-        "limits": {"max_files": MAX_FILES, "max_upload_mb": MAX_UPLOAD_MB, "max_pixels": MAX_PIXELS},
+        "limits": {
+            "max_files": MAX_FILES,
+            "max_upload_mb": MAX_UPLOAD_MB,
+            "max_pixels": MAX_PIXELS,
+            "max_request_pixels": 4 * MAX_PIXELS,
+        },
+        "confidence": {"calibrated": False, "review_below": None},  # the tiny release has no calibration
     }
 
 
@@ -308,8 +314,9 @@ def test_bad_input_gets_a_clear_json_error(server, line_images, case):
 def test_unknown_route_and_wrong_method_answer_json(server):
     status, body = call_json(f"{server}/no/such/page")
     assert status == 404 and "/no/such/page" in body["error"]
-    status, body = call_json(f"{server}/api/predict")
-    assert status == 405 and body["error"]
+    status, headers, raw = call(f"{server}/api/predict")
+    assert status == 405 and json.loads(raw)["error"]
+    assert "POST" in headers["Allow"]
     assert_still_up(server)
 
 
@@ -324,8 +331,9 @@ def test_a_server_error_is_json_logged_and_survived(caplog, line_images):
     running = start_in_thread(create_app(predictor=FailingPredictor()))
     try:
         status, body = post_images(running.url, [("line.jpg", line_images[0].read_bytes())])
-        assert status == 500 and "RuntimeError" in body["error"] and "boom" not in body["error"]
-        assert any("boom" in r.getMessage() or r.exc_info for r in caplog.records)
+        assert status == 500 and "boom" not in body["error"] and "not your input" in body["error"]
+        assert body["reference"] in body["error"]  # the user can quote it; the log has it
+        assert any(body["reference"] in r.getMessage() and r.exc_info for r in caplog.records)
         assert_still_up(running.url)
     finally:
         running.stop()
@@ -338,6 +346,7 @@ def test_models_that_cannot_load_answer_503(tmp_path, line_images):
         assert status == 503 and "missing-model" in body["error"]
         status, health = call_json(f"{running.url}/health")
         assert status == 200 and health["models_loaded"] is False and "missing-model" in health["model_error"]
+        assert str(tmp_path) not in health["model_error"] and str(tmp_path) not in body["error"]
     finally:
         running.stop()
 
@@ -387,3 +396,140 @@ def test_python_m_vihtr_app_starts_and_serves(tiny_release, line_images):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_one_bad_file_gets_its_own_error_and_the_others_are_read(server, tiny_release, line_images):
+    from vihtr.inference.predictor import Predictor
+
+    good = [p.read_bytes() for p in line_images]
+    expected = Predictor.from_release(str(tiny_release)).predict(good)
+    files = [
+        ("a.jpg", good[0]),
+        ("corrupt.png", png_with_garbage_pixels()),
+        ("huge.png", png_bytes((2000, 600))),
+        ("notes.txt", b"not an image"),
+    ]
+    status, body = post_images(server, files)
+    assert status == 200, body
+    a, corrupt, huge, notes = body["predictions"]
+    assert a["text"] == expected[0].text and "error" not in a
+    assert corrupt["error"].startswith("corrupt.png: ") and corrupt["text"] == ""
+    assert "over the limit" in huge["error"] and "not an image" in notes["error"]
+
+
+def test_a_request_is_held_to_a_pixel_budget(tiny_release, line_images):
+    running = start_in_thread(create_app(model_paths=[str(tiny_release)], max_pixels=100_000, max_files=8))
+    try:
+        files = [(f"{i}.png", png_bytes((300, 300))) for i in range(6)]  # 90,000 px each, 400,000 per request
+        status, body = post_images(running.url, files)
+        assert status == 200
+        errors = ["pixel budget" in p.get("error", "") for p in body["predictions"]]
+        assert errors == [False] * 4 + [True] * 2
+    finally:
+        running.stop()
+
+
+def test_many_form_fields_are_refused_as_such(server):
+    body, content_type = multipart([], fields={f"f{i}": "x" for i in range(5000)})
+    status, answer = call_json(f"{server}/api/predict", "POST", body, content_type)
+    assert status == 413 and "too many form parts" in answer["error"]
+
+
+def test_a_file_name_with_a_line_break_gets_a_clear_answer(server, line_images):
+    data = line_images[0].read_bytes()
+    body, content_type = multipart([("images", "a\r\nb.jpg", data)])
+    status, answer = call_json(f"{server}/api/predict", "POST", body, content_type)
+    assert status == 400 and "line break" in answer["error"]
+    body, content_type = multipart(
+        [("images", "a\tb\u2028.jpg", data)]
+    )  # control characters in a valid header
+    status, answer = call_json(f"{server}/api/predict", "POST", body, content_type)
+    assert status == 200 and answer["predictions"][0]["name"] == "ab.jpg"
+
+
+def test_favicon_is_served(server):
+    status, headers, body = call(f"{server}/favicon.ico")
+    assert status == 200 and headers.get_content_type() == "image/svg+xml" and body.startswith(b"<svg")
+
+
+class CountingPredictor:
+    """Records the batch of each call; slow enough that concurrent requests queue up behind one another."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def predict(self, images):
+        from vihtr.inference.types import Prediction
+
+        self.calls.append(len(images))
+        time.sleep(0.2)
+        return [Prediction(text=str(len(image)), confidence=1.0) for image in images]
+
+
+def test_concurrent_requests_share_forward_passes(line_images):
+    import threading
+
+    predictor = CountingPredictor()
+    running = start_in_thread(create_app(predictor=predictor))
+    try:
+        sizes = [len(png_bytes((100 + 10 * i, 32))) for i in range(12)]
+        answers: dict[int, dict] = {}
+
+        def client(i):
+            answers[i] = post_images(running.url, [(f"{i}.png", png_bytes((100 + 10 * i, 32)))])[1]
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert sorted(answers) == list(range(12))
+        for i, answer in answers.items():  # each request got its own line back
+            assert answer["predictions"][0]["text"] == str(sizes[i])
+        assert sum(predictor.calls) == 12 and len(predictor.calls) < 12 and max(predictor.calls) > 1
+    finally:
+        running.stop()
+
+
+def test_idle_connections_do_not_lock_others_out(server):
+    # more idle connections than waitress's default limit (100): the server still answers at once
+    idle = [socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) for _ in range(150)]
+    try:
+        t0 = time.monotonic()
+        assert_still_up(server)
+        assert time.monotonic() - t0 < 5
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_connections_over_the_limit_are_dropped_when_idle(tiny_release):
+    running = start_in_thread(
+        create_app(model_paths=[str(tiny_release)]), connection_limit=10, channel_timeout=2
+    )
+    port = int(running.url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+    try:
+        t0 = time.monotonic()
+        assert_still_up(running.url)  # waits in the backlog until idle ones time out
+        assert time.monotonic() - t0 < 15
+    finally:
+        for s in idle:
+            s.close()
+        running.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc to read peak RSS")
+def test_a_request_of_huge_images_stays_within_its_memory_budget(tiny_release):
+    """The audit's worst request: 16 PNGs of 4470x4470 (20 Mpx each). Before: +1.3 GB, never returned."""
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "memory_probe.py"), str(tiny_release)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    assert m["lines"] == 16 and not m["errors"], m
+    assert m["peak_mb"] - m["idle_mb"] < 300, m  # above idle while serving it
+    assert m["after_mb"] - m["idle_mb"] < 100, m  # and it goes back

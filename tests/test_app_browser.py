@@ -130,3 +130,27 @@ def test_an_uploaded_image_is_added_and_read(server, browser):
     wait.until(lambda d: d.execute_script("return !document.querySelector('.result').hidden"))
     text = browser.execute_script("return document.querySelector('.prediction-text').textContent")
     assert text == api_texts(server, [sample.name])[0]
+
+
+def test_a_corrupt_upload_shows_its_error_beside_the_lines_that_read(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)  # a PNG signature, then garbage
+    good = SHIPPED_SAMPLES / "sample-03.png"
+    browser.find_element(By.ID, "file-input").send_keys(f"{corrupt}\n{good}")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 2)
+    # no broken-image icon: the card says the file cannot be shown
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".image-unviewable"))
+    browser.find_element(By.ID, "predict").click()
+    shown = "return [...document.querySelectorAll('.result')].filter(r => !r.hidden).length"
+    wait.until(lambda d: d.execute_script(shown) == 2)
+    texts = browser.execute_script(
+        "return [...document.querySelectorAll('.prediction-text')].map(e => e.textContent)"
+    )
+    assert texts[0].startswith("corrupt.png: ") and "not an image" in texts[0]
+    assert texts[1] == api_texts(server, [good.name])[0]
+    assert "1 file(s) could not be read" in browser.find_element(By.ID, "status").text

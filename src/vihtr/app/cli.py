@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from vihtr.app.serving import SERVERS
+from vihtr.app.serving import CHANNEL_TIMEOUT_S, CONNECTION_LIMIT, SERVER_THREADS, SERVERS
 from vihtr.cli import add_model_arguments
 
 SAMPLES_ENV = "VIHTR_SAMPLES_DIR"
@@ -29,11 +29,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--max-files", type=int, default=16, help="images per request")
     p.add_argument("--max-upload-mb", type=float, default=10, help="request body size")
-    p.add_argument("--max-pixels", type=int, default=None, help="pixels per image (default: 20 million)")
+    p.add_argument("--max-pixels", type=int, default=None, help="pixels per image (default: 40 million)")
+    p.add_argument(
+        "--max-request-pixels", type=int, default=None, help="pixels per request (default: 4 x --max-pixels)"
+    )
     p.add_argument(
         "--server", choices=SERVERS, default="auto", help="auto: waitress when installed, else Flask's"
     )
-    p.add_argument("--server-threads", type=int, default=4, help="waitress worker threads")
+    p.add_argument(
+        "--server-threads",
+        type=int,
+        default=SERVER_THREADS,
+        help="waitress worker threads (they wait on the batch queue)",
+    )
+    p.add_argument("--connection-limit", type=int, default=CONNECTION_LIMIT, help="open connections at most")
+    p.add_argument(
+        "--channel-timeout",
+        type=float,
+        default=CHANNEL_TIMEOUT_S,
+        help="seconds before an idle connection is closed",
+    )
     p.add_argument("--lazy", action="store_true", help="load the models at the first request, not at start")
 
 
@@ -48,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from werkzeug.exceptions import ServiceUnavailable
 
-    from vihtr.app.server import DEFAULT_MAX_PIXELS, create_app
+    from vihtr.app.server import create_app
     from vihtr.app.serving import serve
+    from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
 
     options = {
         "device": args.device,
@@ -67,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             max_files=args.max_files,
             max_upload_mb=args.max_upload_mb,
             max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+            max_request_pixels=args.max_request_pixels,
             predictor_options=options,
             preload=not args.lazy,
         )
@@ -74,7 +91,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e.description}", file=sys.stderr)
         return 2
     print(f"vihtr web app on http://{args.host}:{args.port}/ (Ctrl+C stops it)", file=sys.stderr)
-    serve(app, args.host, args.port, threads=args.server_threads, server=args.server)
+    serve(
+        app,
+        args.host,
+        args.port,
+        threads=args.server_threads,
+        server=args.server,
+        connection_limit=args.connection_limit,
+        channel_timeout=args.channel_timeout,
+    )
     return 0
 
 

@@ -10,8 +10,14 @@ def _error(description: str) -> dict:
     }
 
 
-def openapi_spec(version: str, max_files: int, max_upload_mb: float, max_pixels: int) -> dict:
-    limits = f"At most {max_files} files, {max_upload_mb:g} MB per request, {max_pixels:,} pixels per image."
+def openapi_spec(
+    version: str, max_files: int, max_upload_mb: float, max_pixels: int, max_request_pixels: int
+) -> dict:
+    limits = (
+        f"At most {max_files} files, {max_upload_mb:g} MB per request, {max_pixels:,} pixels per image "
+        f"and {max_request_pixels:,} per request. A file that cannot be read gets an entry with `error`; "
+        "the request fails (400/413, with the same entries) only when no file can be read."
+    )
     return {
         "openapi": "3.0.3",
         "info": {
@@ -79,20 +85,27 @@ def openapi_spec(version: str, max_files: int, max_upload_mb: float, max_pixels:
                     },
                     "responses": {
                         "200": {
-                            "description": "one prediction per image, in upload order",
+                            "description": "one entry per image, in upload order (unreadable ones with `error`)",
                             "content": {
                                 "application/json": {
                                     "schema": {"$ref": "#/components/schemas/PredictResponse"}
                                 }
                             },
                         },
-                        "400": _error("no files, an empty file, or a file that is not a readable image"),
+                        "400": _error("no files, or no file is a readable image"),
                         "413": _error(
-                            "too many files, request body too large, or image over the pixel limit"
+                            "too many files or form parts, request body too large, or no file under the pixel limits"
                         ),
                         "415": _error("the request is not multipart/form-data"),
+                        "500": _error("a server failure, logged under the `reference` it answers"),
                         "503": _error("the models could not be loaded"),
                     },
+                }
+            },
+            "/favicon.ico": {
+                "get": {
+                    "summary": "The page's icon (SVG)",
+                    "responses": {"200": {"description": "the icon", "content": {"image/svg+xml": {}}}},
                 }
             },
             "/api/samples": {
@@ -135,16 +148,22 @@ def openapi_spec(version: str, max_files: int, max_upload_mb: float, max_pixels:
                 "Error": {
                     "type": "object",
                     "required": ["error"],
-                    "properties": {"error": {"type": "string"}},
+                    "properties": {"error": {"type": "string"}, "reference": {"type": "string"}},
                 },
                 "Prediction": {
                     "type": "object",
                     "properties": {
                         "name": {"type": "string", "description": "the uploaded file's name"},
                         "text": {"type": "string", "description": "the line's text, Unicode NFC"},
-                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                        "confidence": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 1,
+                            "description": "expected share of the line's characters read right (calibrated on held-out lines when the release carries a calibration)",
+                        },
                         "char_confidences": {"type": "array", "items": {"type": "number"}},
                         "ms": {"type": "number", "description": "time spent on this line"},
+                        "error": {"type": "string", "description": "why this file could not be read"},
                     },
                 },
                 "PredictResponse": {
@@ -177,6 +196,14 @@ def openapi_spec(version: str, max_files: int, max_upload_mb: float, max_pixels:
                         "models_loaded": {"type": "boolean"},
                         "model": {"type": "array", "items": {"type": "string"}},
                         "model_error": {"type": "string"},
+                        "confidence": {
+                            "type": "object",
+                            "description": "whether line confidences are calibrated, and the release's review threshold",
+                            "properties": {
+                                "calibrated": {"type": "boolean"},
+                                "review_below": {"type": "number", "nullable": True},
+                            },
+                        },
                         "version": {"type": "string"},
                         "limits": {"type": "object"},
                     },

@@ -1,9 +1,13 @@
 """The web app: a Flask application serving the page, the prediction API and sample images.
 
 One process holds the models, loaded once (at the first request that needs them, or at start with
-`preload=True`) and used by one request at a time: on a CPU server parallel forwards only fight over the
-same cores. Every error, from a bad upload to a bug, answers JSON `{"error": ...}` with its status code,
-and the process keeps serving.
+`preload=True`). Concurrent requests are grouped into shared forward passes by one worker
+(`vihtr.app.batching`): on a CPU server parallel forwards only fight over the same cores. Uploads are
+checked from their headers (format, pixels per image and per request) and decoded one at a time by the
+worker, reduced to the model's line height as they are decoded, so a request of huge images costs one
+image's decode. A file that cannot be read gets an error entry of its own; the request fails (4xx) only
+when none of its files can be read. Every other error, from a bad request to a bug, answers JSON
+`{"error": ...}` with its status code, and the process keeps serving.
 
     from vihtr.app.server import create_app
     app = create_app(model_paths=["models/vihtr-lite1"], samples_dir="../shared/data/kalapa2023/public_test")
@@ -16,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,15 +36,17 @@ from werkzeug.exceptions import (
 )
 
 import vihtr
+from vihtr.app.batching import BatchQueue
 from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
-from vihtr.data.preprocess import ImageLoadError, load_image
+from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 UPLOAD_FIELDS = ("images", "image")
 # formats a browser or a scanner produces; others (EPS, PDF...) would hand the bytes to more decoders
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
-DEFAULT_MAX_PIXELS = 20_000_000  # a line image is rarely above 4 Mpx; far larger is a decompression bomb
+REQUEST_PIXEL_FACTOR = 4  # by default a request may decode as many pixels as 4 images at the per-image limit
+MAX_FORM_PARTS = 100  # multipart parts per request: files and fields together
 DEFAULT_SAMPLES = 3
 MAX_NAME_CHARS = 200
 
@@ -47,7 +54,7 @@ log = logging.getLogger(__name__)
 
 
 class Models:
-    """The predictor behind the API: loaded once, at first use, and called by one request at a time."""
+    """The predictor behind the API: loaded once, at first use; concurrent calls are batched together."""
 
     def __init__(
         self, predictor=None, model_paths: Sequence[str] | None = None, predictor_options=None
@@ -56,13 +63,18 @@ class Models:
         self._paths = list(model_paths) if model_paths else None
         self._options = dict(predictor_options or {})
         self._load_lock = threading.Lock()
-        self._predict_lock = threading.Lock()
+        self._queue = BatchQueue(lambda images: self._predictor.predict(images))
         self.names: list[str] = [type(predictor).__name__] if predictor is not None else []
         self.error = ""
 
     @property
     def loaded(self) -> bool:
         return self._predictor is not None
+
+    @property
+    def predictor(self):
+        """The loaded predictor, or None before the first load."""
+        return self._predictor
 
     def load(self):
         with self._load_lock:
@@ -73,7 +85,12 @@ class Models:
                     paths = self._paths or default_model_paths()
                     self._predictor = Predictor.from_release(paths, **self._options)
                 except Exception as e:  # any loading failure is reported, the server keeps serving
-                    self.error = f"{type(e).__name__}: {e}"
+                    # model folders by name only: the server's directory layout is not the client's business
+                    message = str(e)
+                    for path in self._paths or []:
+                        message = message.replace(str(Path(path).resolve()), Path(path).name)
+                        message = message.replace(str(path), Path(path).name)
+                    self.error = f"{type(e).__name__}: {message}"
                     log.exception("could not load the models")
                     raise ServiceUnavailable(f"the models could not be loaded: {self.error}") from e
                 # one blank line through the whole path, so the first user does not pay torch's warm-up
@@ -84,30 +101,39 @@ class Models:
         return self._predictor
 
     def predict(self, images: list) -> list:
-        predictor = self.load()
-        with self._predict_lock:
-            return predictor.predict(images)
+        self.load()
+        return self._queue(images)
 
 
-def read_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    """Uploaded bytes -> RGB image; the pixel count is checked from the header, before anything is decoded."""
+def check_upload(data: bytes, max_pixels: int) -> int:
+    """An upload's header, before anything is decoded: a format we accept and a pixel count under the
+    limit. Returns the pixel count; raises `UploadError` (message, HTTP status) otherwise."""
     if not data:
-        raise BadRequest(f"{name}: empty file")
+        raise UploadError("empty file", 400)
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError as e:
-        raise RequestEntityTooLarge(f"{name}: image is over the limit of {max_pixels:,} pixels") from e
-    except Exception as e:
-        raise BadRequest(f"{name}: not an image in a supported format ({', '.join(ALLOWED_FORMATS)})") from e
-    if image.width * image.height > max_pixels:
-        raise RequestEntityTooLarge(
-            f"{name}: image of {image.width}x{image.height} pixels is over the limit of {max_pixels:,}"
+    except Image.DecompressionBombError:
+        raise UploadError(f"image is over the limit of {max_pixels:,} pixels", 413) from None
+    except Exception:
+        raise UploadError(f"not an image in a supported format ({', '.join(ALLOWED_FORMATS)})", 400) from None
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise UploadError(
+            f"image of {image.width}x{image.height} pixels is over the limit of {max_pixels:,}", 413
         )
-    try:
-        image.load()
-        return load_image(image, max_pixels)
-    except (ImageLoadError, OSError, SyntaxError, ValueError) as e:
-        raise BadRequest(f"{name}: corrupt or truncated image ({e})") from e
+    return pixels
+
+
+class UploadError(ValueError):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def upload_name(filename: str | None, index: int) -> str:
+    """A display name: control characters out (a CR/LF must not reach a log line or a header), length capped."""
+    name = "".join(c for c in (filename or "") if c.isprintable()).strip()
+    return (name or f"image-{index + 1}")[:MAX_NAME_CHARS]
 
 
 def uploaded_files(max_files: int) -> list:
@@ -116,6 +142,11 @@ def uploaded_files(max_files: int) -> list:
             f"send multipart/form-data with the images under the field 'images' (got {request.mimetype or 'no content type'})"
         )
     files = [f for field in UPLOAD_FIELDS for f in request.files.getlist(field)]
+    if not files and any(field in request.form for field in UPLOAD_FIELDS):
+        raise BadRequest(
+            "the field 'images' came as text, not as a file: its part header has no valid filename "
+            "(a file name with a line break breaks the header); send each image as a file part"
+        )
     if not files:
         raise BadRequest("no files: send one or more images under the field 'images'")
     if len(files) > max_files:
@@ -130,19 +161,27 @@ def create_app(
     max_files: int = 16,
     max_upload_mb: float = 10,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_request_pixels: int | None = None,
     predictor_options: dict | None = None,
     preload: bool = False,
 ) -> Flask:
     """The Flask app. `predictor`: anything with `predict(images) -> list[Prediction]` (tests, custom setups);
     without it, `Predictor.from_release(model_paths, **predictor_options)` (default: the shipped models).
     `samples_dir`: the folder `/api/samples` draws from (default: the samples shipped with the app)."""
+    max_request_pixels = max_request_pixels or REQUEST_PIXEL_FACTOR * max_pixels
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.url_map.merge_slashes = False  # "//etc/passwd" must not be rewritten into a valid-looking path
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
+    app.config["MAX_FORM_PARTS"] = max(MAX_FORM_PARTS, 2 * max_files)
     app.json.ensure_ascii = False
     models = Models(predictor, model_paths, predictor_options)
     samples = SampleFolder(samples_dir)
-    limits = {"max_files": max_files, "max_upload_mb": max_upload_mb, "max_pixels": max_pixels}
+    limits = {
+        "max_files": max_files,
+        "max_upload_mb": max_upload_mb,
+        "max_pixels": max_pixels,
+        "max_request_pixels": max_request_pixels,
+    }
     app.extensions["vihtr"] = {"models": models, "samples": samples, "limits": limits}
     if preload:
         models.load()
@@ -153,13 +192,24 @@ def create_app(
         if isinstance(e, NotFound) and message == NotFound.description:  # an unknown route
             message = f"not found: {request.path}"
         elif isinstance(e, RequestEntityTooLarge) and message == RequestEntityTooLarge.description:
-            message = f"request body over the limit of {max_upload_mb:g} MB"
-        return jsonify(error=message), e.code
+            if (request.content_length or 0) > app.config["MAX_CONTENT_LENGTH"]:
+                message = f"request body over the limit of {max_upload_mb:g} MB"
+            else:  # werkzeug refuses a form of more parts than MAX_FORM_PARTS with the same exception
+                message = f"too many form parts: at most {app.config['MAX_FORM_PARTS']} files and fields"
+        response = jsonify(error=message)
+        for name, value in e.get_headers():  # e.g. Allow on 405
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, e.code
 
     @app.errorhandler(Exception)
     def server_error(e: Exception):
-        log.exception("error while serving %s %s", request.method, request.path)
-        return jsonify(error=f"internal server error ({type(e).__name__})"), 500
+        reference = uuid.uuid4().hex[:12]
+        log.exception("error %s while serving %s %s", reference, request.method, request.path)
+        message = (
+            f"the server failed on this request (not your input); it is logged under reference {reference}"
+        )
+        return jsonify(error=message, reference=reference), 500
 
     @app.after_request
     def security_headers(response):
@@ -185,35 +235,71 @@ def create_app(
             "version": vihtr.__version__,
             "limits": limits,
         }
+        calibration = getattr(models.predictor, "calibration", None)
+        body["confidence"] = {
+            "calibrated": calibration is not None,
+            "review_below": calibration.review_below if calibration is not None else None,
+        }
         if models.error:
             body["model_error"] = models.error
         return jsonify(body)
 
     @app.get("/openapi.json")
     def openapi():
-        return jsonify(openapi_spec(vihtr.__version__, max_files, max_upload_mb, max_pixels))
+        return jsonify(
+            openapi_spec(vihtr.__version__, max_files, max_upload_mb, max_pixels, max_request_pixels)
+        )
 
     @app.post("/api/predict")
     def predict():
         start = time.perf_counter()
         files = uploaded_files(max_files)
-        names = [(f.filename or f"image-{i + 1}")[:MAX_NAME_CHARS] for i, f in enumerate(files)]
-        images = [read_upload(f.read(), name, max_pixels) for f, name in zip(files, names)]
-        results = models.predict(images)
-        predictions = []
-        for name, p in zip(names, results):
-            item = {
-                "name": name,
-                "text": p.text,
-                "confidence": round(float(p.confidence), 4),
-                "char_confidences": [round(float(c), 4) for c in p.char_confidences],
-                "ms": round(float(p.ms), 2),
-            }
-            if p.error:
-                item["error"] = p.error
-            predictions.append(item)
+        names = [upload_name(f.filename, i) for i, f in enumerate(files)]
+        items: list[dict] = [{"name": name} for name in names]
+        images, readable, statuses = [], [], []
+        budget = max_request_pixels
+        for i, f in enumerate(files):
+            try:
+                data = f.read()
+                pixels = check_upload(data, max_pixels)
+                if pixels > budget:
+                    raise UploadError(
+                        f"over this request's pixel budget ({max_request_pixels:,} pixels "
+                        "in all): send it in another request",
+                        413,
+                    )
+                budget -= pixels
+                images.append(data)
+                readable.append(i)
+            except UploadError as e:
+                items[i]["error"] = f"{names[i]}: {e}"
+                statuses.append(e.status)
+        for i, p in zip(readable, models.predict(images)):
+            items[i].update(
+                text=p.text,
+                confidence=round(float(p.confidence), 4),
+                char_confidences=[round(float(c), 4) for c in p.char_confidences],
+                ms=round(float(p.ms), 2),
+            )
+            if p.error:  # the header was fine but the data is not (corrupt, truncated)
+                items[i]["error"] = f"{names[i]}: {p.error.removeprefix('<bytes>: ')}"
+                statuses.append(400)
         total_ms = round((time.perf_counter() - start) * 1000, 2)
-        return jsonify(predictions=predictions, model=models.names, total_ms=total_ms)
+        for item in items:
+            if "error" in item:
+                item.setdefault("text", "")
+                item.setdefault("confidence", 0.0)
+                item.setdefault("char_confidences", [])
+                item.setdefault("ms", 0.0)
+        if len(statuses) == len(items):  # nothing could be read: the request itself failed
+            status = 413 if 413 in statuses else 400
+            error = "; ".join(item["error"] for item in items)
+            return jsonify(error=error, predictions=items, model=models.names, total_ms=total_ms), status
+        return jsonify(predictions=items, model=models.names, total_ms=total_ms)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return send_from_directory(STATIC_DIR, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
 
     @app.get("/api/samples")
     def sample_list():

@@ -2,6 +2,12 @@
 
 `start_in_thread` serves in a background thread on a free localhost port: tests and the load script call
 the same server as `vihtr serve` does.
+
+Connections: waitress's defaults (100 connections, 120 s idle timeout, select()) let 100 idle clients lock
+everyone else out for two minutes. Here the server polls (no 1,024-descriptor ceiling), accepts up to
+`connection_limit` connections and drops a connection idle for `channel_timeout` seconds, so idle or slow
+clients cost a few descriptors and go away. Worker threads mostly wait on the batch queue, so there are
+enough of them for concurrent requests to be batched together.
 """
 
 from __future__ import annotations
@@ -12,6 +18,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SERVERS = ("auto", "waitress", "flask")
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT_S = 20
+SERVER_THREADS = 16
+
+
+def waitress_options(
+    threads: int = SERVER_THREADS,
+    connection_limit: int = CONNECTION_LIMIT,
+    channel_timeout: float = CHANNEL_TIMEOUT_S,
+) -> dict:
+    return {
+        "threads": threads,
+        "connection_limit": connection_limit,
+        "channel_timeout": channel_timeout,
+        "cleanup_interval": max(1, min(30, int(channel_timeout) // 2)),
+        "asyncore_use_poll": True,
+        "ident": "vihtr",
+    }
+
+
 log = logging.getLogger(__name__)
 
 
@@ -28,12 +54,19 @@ def pick_server(name: str = "auto") -> str:
     return "waitress"
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8000, threads: int = 4, server: str = "auto") -> None:
-    """Serve until interrupted."""
+def serve(
+    app,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = SERVER_THREADS,
+    server: str = "auto",
+    **limits,
+) -> None:
+    """Serve until interrupted. `limits`: `connection_limit`, `channel_timeout` (waitress)."""
     if pick_server(server) == "waitress":
         import waitress
 
-        waitress.serve(app, host=host, port=port, threads=threads, ident="vihtr")
+        waitress.serve(app, host=host, port=port, **waitress_options(threads, **limits))
     else:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
 
@@ -45,14 +78,14 @@ class RunningServer:
 
 
 def start_in_thread(
-    app, host: str = "127.0.0.1", port: int = 0, threads: int = 4, server: str = "auto"
+    app, host: str = "127.0.0.1", port: int = 0, threads: int = SERVER_THREADS, server: str = "auto", **limits
 ) -> RunningServer:
     """Serve `app` in a daemon thread (port 0: a free one); `.url` is its address, `.stop()` shuts it down."""
     if pick_server(server) == "waitress":
         from waitress.server import create_server
 
         socket_map: dict = {}  # our own, so stop() can close the open connections too and end the loop
-        wsgi = create_server(app, map=socket_map, host=host, port=port, threads=threads, ident="vihtr")
+        wsgi = create_server(app, map=socket_map, host=host, port=port, **waitress_options(threads, **limits))
         thread = threading.Thread(target=wsgi.run, daemon=True)
         thread.start()
 

@@ -1,7 +1,7 @@
 // The vihtr page: gather line images (samples, upload, drop, paste), send them to /api/predict, show the text.
 "use strict";
 
-const state = { items: [], maxFiles: 16, busy: false };
+const state = { items: [], maxFiles: 16, busy: false, reviewBelow: null };
 const $ = (selector) => document.querySelector(selector);
 
 function setStatus(message, isError = false) {
@@ -30,6 +30,13 @@ function addItem(name, blob) {
   const card = $("#card-template").content.firstElementChild.cloneNode(true);
   const url = URL.createObjectURL(blob);
   const image = card.querySelector(".line-image");
+  image.addEventListener("error", () => {
+    // the browser cannot show it (corrupt, or a format it lacks): say so instead of a broken-image icon
+    const note = document.createElement("p");
+    note.className = "image-unviewable muted";
+    note.textContent = "This file cannot be shown as an image.";
+    image.replaceWith(note);
+  }, { once: true });
   image.src = url;
   image.alt = `Line image ${name}`;
   card.querySelector(".image-name").textContent = name;
@@ -98,6 +105,15 @@ function showPrediction(item, prediction) {
   const result = item.card.querySelector(".result");
   const text = result.querySelector(".prediction-text");
   text.replaceChildren();
+  item.card.classList.toggle("failed", Boolean(prediction.error));
+  if (prediction.error) {
+    text.textContent = prediction.error;
+    result.querySelector(".prediction-meta").hidden = true;
+    item.text = "";
+    result.hidden = false;
+    return;
+  }
+  result.querySelector(".prediction-meta").hidden = false;
   [...prediction.text].forEach((char, i) => {
     const confidence = prediction.char_confidences[i];
     if (confidence !== undefined && confidence < 0.5) {
@@ -111,7 +127,11 @@ function showPrediction(item, prediction) {
     }
   });
   text.classList.toggle("empty", prediction.text.length === 0);
-  result.querySelector(".prediction-confidence").textContent = `${(prediction.confidence * 100).toFixed(1)}%`;
+  result.querySelector(".prediction-confidence").textContent = `${Math.round(prediction.confidence * 100)}%`;
+  // the release's documented threshold: lines under it are the ones worth checking by hand
+  const check = state.reviewBelow !== null && prediction.confidence < state.reviewBelow;
+  result.querySelector(".prediction-review").hidden = !check;
+  item.card.classList.toggle("needs-review", check);
   result.querySelector(".prediction-ms").textContent = prediction.ms.toFixed(0);
   item.text = prediction.text;
   result.hidden = false;
@@ -123,11 +143,18 @@ async function predict() {
   const form = new FormData();
   items.forEach((item) => form.append("images", item.blob, item.name));
   const response = await fetch("/api/predict", { method: "POST", body: form });
+  let body = null;
+  try {
+    body = await response.clone().json();
+  } catch (_) { /* not JSON: a proxy's or the server's own error page */ }
+  if (body && Array.isArray(body.predictions)) {
+    body.predictions.forEach((prediction, i) => showPrediction(items[i], prediction));
+  }
   if (!response.ok) throw new Error(await errorMessage(response));
-  const body = await response.json();
-  body.predictions.forEach((prediction, i) => showPrediction(items[i], prediction));
   showModel(body.model);
-  setStatus(`Read ${items.length} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}.`);
+  const failed = body.predictions.filter((prediction) => prediction.error).length;
+  const note = failed ? ` ${failed} file(s) could not be read.` : "";
+  setStatus(`Read ${items.length - failed} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}.${note}`, failed > 0);
 }
 
 async function copyText(item) {
@@ -158,6 +185,7 @@ async function loadHealth() {
     const response = await fetch("/health");
     const health = await response.json();
     state.maxFiles = health.limits.max_files;
+    if (health.confidence) state.reviewBelow = health.confidence.review_below;
     showModel(health.model, health.version);
   } catch (error) {
     $("#model-info").textContent = `Server not reachable: ${error.message}`;
