@@ -77,6 +77,25 @@ def test_a_line_reads_the_same_alone_and_in_any_batch(many_real_lines):
     assert_batch_invariant(predictor, many_real_lines)
 
 
+def test_channels_last_weights_read_like_the_default_layout(many_real_lines):
+    """The predictor runs the CNN channels-last (several times faster on CPU); the text must not change."""
+    import torch
+
+    paths = many_real_lines[:16]
+    fast = Predictor.from_release(REPO_ROOT / "models" / "vihtr-lite1")
+    plain = Predictor.from_release(REPO_ROOT / "models" / "vihtr-lite1")
+    for step_model in plain.decoder.models:
+        step_model.model.encoder.backbone.to(memory_format=torch.contiguous_format)
+    conv = next(
+        m for m in fast.decoder.models[0].model.encoder.backbone.modules() if m.__class__.__name__ == "Conv2d"
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    got, want = fast.predict(paths), plain.predict(paths)
+    assert [p.text for p in got] == [p.text for p in want]
+    for g, w in zip(got, want):
+        assert g.confidence == pytest.approx(w.confidence, abs=1e-3)
+
+
 @pytest.mark.parametrize("method", ["greedy", "beam", "ctc"])
 def test_ensemble_of_a_model_with_itself_is_the_model(tiny_release, real_images, method):
     paths = [p for p, _ in real_images[:4]]
