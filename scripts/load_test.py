@@ -112,7 +112,7 @@ def main() -> int:
     print(f"errors: {sum(errors.values())} {errors if errors else ''}")
     if ok:
         print(
-            f"latency ms: p50 {percentile(ok, 50):.0f}  p90 {percentile(ok, 90):.0f}  p99 {percentile(ok, 99):.0f}  "
+            f"latency ms: p50 {percentile(ok, 50):.0f}  p95 {percentile(ok, 95):.0f}  p99 {percentile(ok, 99):.0f}  "
             f"max {ok[-1]:.0f}  mean {statistics.mean(ok):.0f}"
         )
     print(f"throughput: {len(ok) / wall:.1f} requests/s, {len(ok) * k / wall:.1f} lines/s")

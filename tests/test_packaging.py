@@ -1,7 +1,10 @@
 """The install story: pins that keep CUDA out, environment.yml in step, torchvision importable on CPU torch."""
 
+import re
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +39,29 @@ def test_torchvision_timm_torchmetrics_lightning_import_on_cpu_torch():
 
     import vihtr  # noqa: F401  (registers the missing torchvision operator schemas where needed)
 
-    assert timm.create_model("tf_efficientnetv2_b1", pretrained=False, num_classes=0) is not None
+    import torch
+
+    net = timm.create_model("tf_efficientnetv2_b1", pretrained=False, num_classes=0).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 64, 64)).shape == (1, net.num_features) and net.num_features == 1280
     assert torchmetrics.text.CharErrorRate()(["ab"], ["ac"]).item() == 0.5
     assert torchvision.__version__.startswith("0.28") and pytorch_lightning.__version__
+
+
+def test_no_machine_paths_in_committed_files():
+    """A clone must not carry the paths of the machine it was made on (home folders, work trees)."""
+    repo = REPO
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split()
+    machine_path = re.compile(r"(?<![\w.])/(?:work|home|root|Users|tmp/pytest-of-\w+)/[\w.-]+")
+    found = []
+    for name in files:
+        path = repo / name
+        if path.suffix in {".pt", ".png", ".jpg", ".ttf", ".otf", ".gz", ".xz", ".whl"} or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="ignore")
+        found += [f"{name}: {m.group(0)}" for m in machine_path.finditer(text)]
+    assert not found, found
