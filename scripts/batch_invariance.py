@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from pathlib import Path
 
 import vihtr  # noqa: F401  (torchvision fix before anything imports timm)
 from vihtr.inference.predictor import Predictor
+from vihtr.paths import REPO_ROOT, data_root
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("VIHTR_DATA_ROOT", REPO.parent / "shared" / "data"))
+REPO = REPO_ROOT
+DEFAULT_DATA = data_root()
 
 
 def main() -> int:

@@ -28,8 +28,10 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "kalapa2023" / "images"
+from vihtr.paths import REPO_ROOT, data_root  # noqa: E402
+
+REPO = REPO_ROOT
+DEFAULT_IMAGES = data_root() / "kalapa2023" / "images"
 TARGETS_MS = {"ensemble": 150.0, "fast path": 20.0}
 TARGET_LINES_PER_S = 50.0
 

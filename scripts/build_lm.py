@@ -17,7 +17,6 @@ gave 2.91 / 2.71 / 2.57 / 2.36 / 2.31 (200k synthetic lines, real x5, then x20 f
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -26,10 +25,11 @@ from pathlib import Path
 from vihtr.data.sources.real import LineFolderSource
 from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.inference.lm import CharNgramLM
+from vihtr.paths import REPO_ROOT, data_root
 from vihtr.text.normalize import normalize_text
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("VIHTR_DATA_ROOT", REPO.parent / "shared" / "data"))
+REPO = REPO_ROOT
+DEFAULT_DATA = data_root()
 
 
 def kalapa_texts(data_root: Path, fold: int, split: str) -> list[str]:

@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 import vihtr  # noqa: F401  (environment fixes before anything else)
 from vihtr.data.synthetic import sources as synthetic_sources
+from vihtr.paths import ASSETS_DIR, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "make_data.yaml"
-SHEET_FONT = REPO_ROOT / "src" / "vihtr" / "assets" / "fonts" / "patrick-hand" / "PatrickHand_400Regular.ttf"
+SHEET_FONT = ASSETS_DIR / "fonts" / "patrick-hand" / "PatrickHand_400Regular.ttf"
 
 log = logging.getLogger("make_data")
 

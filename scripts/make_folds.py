@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 from vihtr.data.folds import DEFAULT_SEED, N_FOLDS, assign_folds, write_folds_csv
 from vihtr.data.sources.inkml import DEFAULT_CACHE_DIR, InkMLSource
 from vihtr.data.sources.real import LineFolderSource
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from vihtr.paths import REPO_ROOT, data_root
 
 
 def load(dataset: str, data_root: Path, cache_dir: Path):
@@ -36,7 +34,7 @@ def main() -> None:
     parser.add_argument(
         "--data-root",
         type=Path,
-        default=Path(os.environ.get("VIHTR_DATA_ROOT", REPO_ROOT.parent / "shared" / "data")),
+        default=data_root(),
     )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "data" / "folds")

@@ -30,11 +30,12 @@ from vihtr.data.sources.real import LineFolderSource
 from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
 from vihtr.inference.predictor import Predictor
 from vihtr.models.release import save_release
+from vihtr.paths import REPO_ROOT, data_root
 from vihtr.text.metrics import LineMetrics
 from vihtr.training.evaluate import load_model
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+REPO = REPO_ROOT
+DEFAULT_DATA = data_root()
 
 
 def portable_path(path: str | Path) -> str:

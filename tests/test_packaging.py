@@ -65,3 +65,23 @@ def test_no_machine_paths_in_committed_files():
         text = path.read_text(encoding="utf-8", errors="ignore")
         found += [f"{name}: {m.group(0)}" for m in machine_path.finditer(text)]
     assert not found, found
+
+
+def test_data_and_cache_roots_are_defined_once_and_follow_the_environment(monkeypatch, tmp_path):
+    from omegaconf import OmegaConf
+
+    from vihtr import paths
+    from vihtr.training.config import register_resolvers
+
+    monkeypatch.setenv("VIHTR_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("VIHTR_CACHE_DIR", str(tmp_path / "cache"))
+    assert paths.data_root() == tmp_path / "data"
+    assert paths.cache_dir("vnondb") == tmp_path / "cache" / "vnondb"
+    assert (paths.REPO_ROOT / "conf" / "train.yaml").is_file()
+    register_resolvers()
+    conf = OmegaConf.load(REPO / "conf" / "paths" / "default.yaml")  # what Hydra composes for training
+    resolved = OmegaConf.to_container(OmegaConf.create({"paths": conf}), resolve=False)["paths"]
+    hydra_view = OmegaConf.create({"paths": {k: v for k, v in resolved.items() if k != "output_dir"}})
+    assert Path(hydra_view.paths.data_root) == paths.data_root()
+    assert Path(hydra_view.paths.cache_dir) == paths.cache_dir()
+    assert Path(hydra_view.paths.root_dir) == paths.REPO_ROOT

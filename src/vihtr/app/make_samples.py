@@ -12,8 +12,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from vihtr.app.samples import SHIPPED_SAMPLES
+from vihtr.paths import ASSETS_DIR
 
-FONTS_DIR = Path(__file__).resolve().parents[1] / "assets" / "fonts"
+FONTS_DIR = ASSETS_DIR / "fonts"
 LINES = [
     ("patrick-hand", "Tổ 5 Ấp Suối Đục Sông Nhạn Cẩm Mỹ Đồng Nai"),
     ("mali", "452/8d Hoàng Văn Thụ P 6 Phú Nhuận Tp Hồ Chí Minh"),

@@ -32,6 +32,7 @@ from vihtr.inference.ensemble import Started
 from vihtr.models.decoders import TransformerDecoder
 from vihtr.models.layers import sinusoidal_positions
 from vihtr.models.release import CONFIG_FILE, WEIGHTS_FILE, load_release
+from vihtr.paths import cache_dir
 from vihtr.text.charset import Charset
 
 ENCODER_FILE = "encoder.onnx"
@@ -171,8 +172,7 @@ def default_cache_dir(release: Path) -> Path:
     """`<release>/onnx`, or a per-user cache when the release folder is read-only."""
     if os.access(release, os.W_OK):
         return release / "onnx"
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "vihtr" / "onnx" / f"{release.name}-{_fingerprint(release)}"
+    return cache_dir("onnx", f"{release.name}-{_fingerprint(release)}")
 
 
 def export_release(

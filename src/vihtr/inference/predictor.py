@@ -39,6 +39,7 @@ from vihtr.data.preprocess import PAD_VALUE, ImageLoadError, Preprocess, load_im
 from vihtr.inference.calibration import Calibration
 from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
 from vihtr.inference.types import Prediction
+from vihtr.paths import REPO_ROOT
 from vihtr.text.charset import SPECIAL_TOKENS, Charset
 
 METHODS = ("greedy", "beam", "ctc")
@@ -56,8 +57,7 @@ def default_model_paths() -> list[str]:
     if env:
         roots = [Path(p) for p in env.split(os.pathsep) if p]
     else:
-        repo = Path(__file__).resolve().parents[3]  # src/vihtr/inference/predictor.py -> repo root
-        roots = [repo / "models", Path.cwd() / "models"]
+        roots = [REPO_ROOT / "models", Path.cwd() / "models"]
     found: list[str] = []
     for root in roots:
         candidates = [root] if (root / "config.json").is_file() else sorted(root.glob("*/"))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from omegaconf import OmegaConf
 
+from vihtr.paths import REPO_ROOT
 from vihtr.text.charset import VIETNAMESE_CHARSET
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = REPO_ROOT / "conf"
 CHARSETS = {"vietnamese": VIETNAMESE_CHARSET}
 

@@ -31,12 +31,13 @@ from PIL import Image
 from vihtr.data.folds import DEFAULT_SEED
 from vihtr.data.sources.base import Sample
 from vihtr.data.sources.real import select_lines
+from vihtr.paths import cache_dir
 from vihtr.text.charset import Charset
 from vihtr.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vihtr" / "vnondb"
+DEFAULT_CACHE_DIR = cache_dir("vnondb")
 _SUBPIXEL_BITS = 4  # cv2 drawing takes fixed-point coordinates: 1/16 pixel precision
 
 

@@ -14,16 +14,15 @@ import random
 from functools import lru_cache
 from pathlib import Path
 
+from vihtr.paths import ASSETS_DIR, cache_dir, data_root
 from vihtr.text.charset import VIETNAMESE_CHARSET
 from vihtr.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)
 
-WORDS_FILE = Path(__file__).resolve().parents[2] / "assets" / "words" / "pyvi_words.txt"
-DEFAULT_DATA_ROOT = Path(
-    os.environ.get("VIHTR_DATA_ROOT", Path(__file__).resolve().parents[4].parent / "shared" / "data")
-)
-DEFAULT_CACHE_DIR = Path(os.environ.get("VIHTR_CACHE_DIR", Path.home() / ".cache" / "vihtr"))
+WORDS_FILE = ASSETS_DIR / "words" / "pyvi_words.txt"
+DEFAULT_DATA_ROOT = data_root()
+DEFAULT_CACHE_DIR = cache_dir()
 _CHARSET = frozenset(VIETNAMESE_CHARSET)
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from PIL import ImageFont
 
-FONT_DIR = Path(__file__).resolve().parents[2] / "assets" / "fonts"
+from vihtr.paths import ASSETS_DIR
+
+FONT_DIR = ASSETS_DIR / "fonts"
 
 
 @lru_cache(maxsize=1)
