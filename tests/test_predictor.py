@@ -78,7 +78,7 @@ def test_a_line_reads_the_same_alone_and_in_any_batch(many_real_lines):
 
 
 def test_channels_last_weights_read_like_the_default_layout(many_real_lines):
-    """The predictor runs the CNN channels-last (several times faster on CPU); the text must not change."""
+    """The predictor runs the CNN channels-last (faster on CPU); the text must not change."""
     import torch
 
     paths = many_real_lines[:16]
