@@ -106,3 +106,10 @@ def test_unreadable_and_oversized_images_are_refused_with_their_reason(tmp_path)
         load_image(encoded(Image.new("L", (3000, 3000)), "PNG"), max_pixels=1_000_000)
     with pytest.raises(ImageLoadError, match="no such image file"):
         load_image(tmp_path / "missing.png")
+
+
+def test_a_line_scan_decodes_exactly_as_in_training():
+    """Below the reduction threshold nothing changes: inference sees the pixels training saw."""
+    scan = Image.fromarray(line_image(width=1500, height=220)).convert("RGB")
+    data = encoded(scan, "JPEG", quality=90)
+    assert np.array_equal(np.asarray(load_image(data, target_height=48)), np.asarray(load_image(data)))

@@ -19,6 +19,8 @@ import torch
 from PIL import Image
 
 PAD_VALUE = 1.0
+# images above this are reduced while decoded; below it inference decodes exactly as training did
+REDUCE_ABOVE_PIXELS = 4_000_000
 DEFAULT_MAX_PIXELS = (
     40_000_000  # per image: far larger is a decompression bomb (one limit for every entry point)
 )
@@ -101,9 +103,10 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, target_height: int 
     """Open a path, bytes, file object, numpy array or PIL image as an upright RGB PIL image, or raise
     ImageLoadError.
 
-    `target_height` (the model's line height): a large image is reduced while it is decoded (JPEG `draft`)
-    and right after (`reduce`, to no less than twice that height), before any colour conversion, so a
-    huge upload costs its own decode and no more."""
+    `target_height` (the model's line height): an image over `REDUCE_ABOVE_PIXELS` is reduced while it is
+    decoded (JPEG `draft`) and right after (`reduce`, to no less than twice that height), before any colour
+    conversion, so a huge upload costs its own decode and no more. Smaller images, every real line scan,
+    are decoded in full, as in training."""
     if isinstance(source, Image.Image):
         img = source
     elif isinstance(source, np.ndarray):
@@ -119,8 +122,9 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, target_height: int 
         raise ImageLoadError(f"image of {img.width}x{img.height} pixels is over the limit of {max_pixels:,}")
     if img.width < 1 or img.height < 1:
         raise ImageLoadError("image has no pixels")
+    reduce = bool(target_height) and img.width * img.height > REDUCE_ABOVE_PIXELS
     try:
-        if target_height and img.format == "JPEG" and img.mode in ("L", "RGB"):
+        if reduce and img.format == "JPEG" and img.mode in ("L", "RGB"):
             # decode at 1/2, 1/4 or 1/8 scale straight away (a JPEG's EXIF is in its header)
             turned = _exif_orientation(img) in (5, 6, 7, 8)
             factor = (img.width if turned else img.height) // (2 * target_height)
@@ -133,7 +137,7 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, target_height: int 
         raise
     except Exception as e:  # truncated or corrupt data: PIL raises OSError, SyntaxError, ValueError...
         raise ImageLoadError(f"{getattr(img, 'filename', '') or 'image'}: not a readable image ({e})") from e
-    if target_height:
+    if reduce:
         # the model's height is the image's width when the EXIF turns it by 90 degrees
         factor = (img.width if orientation in (5, 6, 7, 8) else img.height) // (2 * target_height)
         if factor >= 2:
