@@ -34,12 +34,11 @@ def test_environment_yml_lists_the_same_pip_dependencies():
 def test_torchvision_timm_torchmetrics_lightning_import_on_cpu_torch():
     import pytorch_lightning
     import timm
+    import torch
     import torchmetrics
     import torchvision
 
     import vihtr  # noqa: F401  (registers the missing torchvision operator schemas where needed)
-
-    import torch
 
     net = timm.create_model("tf_efficientnetv2_b1", pretrained=False, num_classes=0).eval()
     with torch.no_grad():
