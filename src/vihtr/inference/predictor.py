@@ -11,7 +11,7 @@ Confidence: a character's confidence is the probability the model gave to that c
 chosen (the ensemble's averaged probability for an ensemble). A line's raw confidence is the geometric
 mean of its characters' probabilities (an empty line gets exp(score) of its search: the end token's
 probability; for CTC the mean column one). A release that carries a calibration (`metadata.calibration`,
-fitted on held-out lines by `scripts/calibrate.py`) maps it to the expected share of the line's
+fitted on held-out lines by `scripts/release.py calibrate`) maps it to the expected share of the line's
 characters read right; an ensemble, whose raw values no single calibration fits, reports the raw value.
 
     from vihtr.inference.predictor import Predictor
@@ -73,24 +73,27 @@ def default_model_paths() -> list[str]:
     return found
 
 
+def release_metadata(path: str | os.PathLike) -> dict:
+    """The `metadata` of a release's config.json ({} when the folder has none)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return {}
+    return json.loads(config.read_text(encoding="utf-8")).get("metadata", {})
+
+
 def recommended_method(paths: Sequence[str | os.PathLike]) -> str:
     """The decoding the first release recommends (`decode_method` in its metadata: the method that scored
     best on its held-out data), else greedy."""
     for path in paths:
-        config = Path(path) / "config.json"
-        if config.is_file():
-            method = json.loads(config.read_text(encoding="utf-8")).get("metadata", {}).get("decode_method")
-            if method in METHODS:
-                return method
+        method = release_metadata(path).get("decode_method")
+        if method in METHODS:
+            return method
     return "greedy"
 
 
 def release_calibration(path: str | os.PathLike) -> Calibration | None:
     """The confidence calibration a release carries (`metadata.calibration`), if any."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return None
-    stored = json.loads(config.read_text(encoding="utf-8")).get("metadata", {}).get("calibration")
+    stored = release_metadata(path).get("calibration")
     return Calibration.from_dict(stored) if stored else None
 
 
