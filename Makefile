@@ -15,6 +15,7 @@ help: ## list the targets
 $(BIN)/activate: requirements/*.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -r requirements/nodeps.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(BIN)/activate
 
@@ -23,7 +24,7 @@ install: $(BIN)/activate ## create the venv and install pinned dependencies (ide
 folds: install ## write the 5 writer-grouped folds to data/folds/
 	$(BIN)/python scripts/make_folds.py kalapa vnondb
 
-lm: install folds ## build the address language model for beam search (models/lm/, from the training folds)
+lm: install ## rebuild the address domain's word LM from public data (src/vihtr/assets/lm/, ~2 min)
 	$(BIN)/python scripts/build_lm.py
 
 data: install folds ## write a seeded synthetic set + contact sheets to data/synth/

@@ -1,98 +1,103 @@
-"""Build the character address LM used for shallow fusion in beam search (`vihtr predict --lm`).
+"""Build the address language model of the `address` decoding domain (`make lm`), from public data only.
 
-    python scripts/build_lm.py                       # fold 0 -> models/lm/address_fold0.json.gz
-    python scripts/build_lm.py --fold 1 --synthetic 200000 --order 8 --real-repeat 5
+    python scripts/build_lm.py                  # -> src/vihtr/assets/lm/address.arpa.gz (+ .unigrams)
+    python scripts/build_lm.py --lines 200000 --order 4 -o /tmp/address.arpa.gz
 
-Text: the Kalapa labels of the training folds only (never the held-out `--fold`, which scores the models)
-and `--synthetic` lines from the seeded `AddressGenerator`, all in the old tone style the models are
-trained on. The real lines are counted `--real-repeat` times so that their spelling habits are not
-drowned by the synthetic ones. Prints the LM's per-character perplexity on the held-out fold's labels
-next to a unigram baseline built from the same text.
+Text: `--lines` addresses from the seeded synthetic grammar (`vihtr.data.synthetic.address`: house
+numbers, streets, hamlets and every unit of the `vietnamadminunits` database with the abbreviations forms
+use), plus each ward written once in full (`ward district province`, and `ward province` after the 2025
+reform) so that no unit is missing from the vocabulary. Never real labels: the held-out folds score the
+result. Old tone style, as the models read. Word n-grams with interpolated modified Kneser-Ney
+(`vihtr.text.arpa`), rare n-grams pruned, written as gzip'd ARPA that KenLM reads; the vocabulary goes to
+`<output>.unigrams` for pyctcdecode.
 
-Defaults from a small sweep on fold 0 (held-out per-char perplexity; unigram 35.0): order 6 / 7 / 8 / 10 / 12
-gave 2.91 / 2.71 / 2.57 / 2.36 / 2.31 (200k synthetic lines, real x5, then x20 from order 9); 20k, 100k or
-200k synthetic lines and real x1 / x5 / x20 / x50 moved it by at most 0.05.
+Prints the per-word perplexity on a second, differently seeded synthetic sample (real labels are
+never read).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import random
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from vihtr.data.sources.real import LineFolderSource
-from vihtr.data.synthetic.address import AddressGenerator
-from vihtr.inference.lm import CharNgramLM
-from vihtr.paths import REPO_ROOT, data_root
+from vihtr.data.synthetic.address import AddressGenerator, load_units
+from vihtr.inference.ctc_lm import unigrams_path
+from vihtr.inference.domains import ADDRESS_LM
+from vihtr.text.arpa import WordNgramLM
 from vihtr.text.normalize import normalize_text
 
-REPO = REPO_ROOT
-DEFAULT_DATA = data_root()
 
-
-def kalapa_texts(data_root: Path, fold: int, split: str) -> list[str]:
-    source = LineFolderSource(
-        data_root / "kalapa2023", name="kalapa", tone_style="old", fold=fold, split=split,
-        folds_csv=REPO / "data" / "folds" / "kalapa_folds.csv",
-    )  # fmt: skip
-    return source.texts
-
-
-def synthetic_texts(n: int, seed: int) -> list[str]:
+def synthetic_addresses(n: int, seed: int) -> list[str]:
     generator = AddressGenerator()
     rng = random.Random(seed)
     return [normalize_text(generator.generate(rng), "old") for _ in range(n)]
+
+
+def unit_lines() -> list[str]:
+    """Every ward once with its district and province (legacy) or its province (after 2025)."""
+    lines = []
+    for post_2025 in (False, True):
+        for u in load_units(post_2025):
+            parts = [u.ward, u.district, u.province] if u.district else [u.ward, u.province]
+            lines.append(normalize_text(" ".join(parts), "old"))
+    return lines
+
+
+def build(lines: list[str], order: int, prune_below: int, output: Path) -> WordNgramLM:
+    lm = WordNgramLM.train(lines, order=order, prune_below=prune_below)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        arpa = Path(tmp) / "lm.arpa"
+        lm.write_arpa(arpa)
+        with arpa.open("rb") as src, gzip.GzipFile(output, "wb", mtime=0) as dst:  # mtime 0: reproducible
+            shutil.copyfileobj(src, dst)
+    vocabulary = sorted({w for line in lines for w in line.split()})
+    unigrams_path(output).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    return lm
+
+
+def perplexity(lm: WordNgramLM, lines: list[str]) -> float:
+    total, words = 0.0, 0
+    for line in lines:
+        tokens = line.split() + ["</s>"]
+        history = ["<s>"]
+        for token in tokens:
+            total += lm.log10_prob(history, token)
+            history.append(token)
+        words += len(tokens)
+    return 10 ** (-total / max(1, words))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--fold", type=int, default=0, help="held-out Kalapa fold (its labels are never used)"
-    )
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--synthetic", type=int, default=100_000, help="synthetic address lines")
+    parser.add_argument("--lines", type=int, default=100_000, help="synthetic address lines")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--order", type=int, default=10, help="longest n-gram, in characters")
-    parser.add_argument(
-        "--real-repeat", type=int, default=20, help="count each real training line this often"
-    )
-    parser.add_argument("--prune-below", type=int, default=2, help="drop long n-grams seen fewer times")
-    parser.add_argument("--prune-from", type=int, default=5, help="n-gram length from which pruning applies")
-    parser.add_argument(
-        "-o", "--output", type=Path, default=None, help="default: models/lm/address_fold<F>.json.gz"
-    )
+    parser.add_argument("--order", type=int, default=3, help="longest n-gram, in words")
+    parser.add_argument("--prune-below", type=int, default=2, help="drop bigrams and up seen fewer times")
+    parser.add_argument("-o", "--output", type=Path, default=ADDRESS_LM)
     args = parser.parse_args(argv)
 
-    output = args.output or REPO / "models" / "lm" / f"address_fold{args.fold}.json.gz"
     start = time.perf_counter()
-    train = kalapa_texts(args.data_root, args.fold, "train")
-    held_out = kalapa_texts(args.data_root, args.fold, "val")
-    synthetic = synthetic_texts(args.synthetic, args.seed)
-    lines = train * args.real_repeat + synthetic
-    print(f"{len(train)} Kalapa training lines x{args.real_repeat} + {len(synthetic)} synthetic; "
-          f"{len(held_out)} held-out lines (fold {args.fold}); text ready in {time.perf_counter() - start:.1f} s")  # fmt: skip
-
+    lines = synthetic_addresses(args.lines, args.seed) + unit_lines()
+    print(
+        f"{len(lines)} lines ({args.lines} synthetic addresses + units) in {time.perf_counter() - start:.0f} s"
+    )
     start = time.perf_counter()
-    lm = CharNgramLM.train(lines, order=args.order, prune_below=args.prune_below, prune_from=args.prune_from)
-    built = time.perf_counter() - start
-    output.parent.mkdir(parents=True, exist_ok=True)
-    lm.save(output)
-    start = time.perf_counter()
-    CharNgramLM.load(output)
-    loaded = time.perf_counter() - start
-    levels = lm.levels
-    contexts = sum(len(level) for level in levels)
-    entries = sum(len(e[1]) for level in levels for e in level.values())
-    print(f"order {args.order}: {contexts} contexts, {entries} n-grams, built in {built:.1f} s, "
-          f"loads in {loaded:.1f} s -> {output} ({output.stat().st_size / 1e6:.2f} MB)")  # fmt: skip
-
-    unigram = CharNgramLM.train(lines, order=1)
-    print(f"held-out per-char perplexity: {lm.perplexity(held_out):.3f} "
-          f"(unigram {unigram.perplexity(held_out):.3f}); training text {lm.perplexity(train):.3f}")  # fmt: skip
+    lm = build(lines, args.order, args.prune_below, args.output)
+    sizes = ", ".join(f"{len(level)} {n}-grams" for n, level in enumerate(lm.probs, start=1))
+    mb = args.output.stat().st_size / 1e6
+    print(f"{sizes} in {time.perf_counter() - start:.0f} s -> {args.output} ({mb:.2f} MB)")
+    check = synthetic_addresses(2_000, args.seed + 1)
+    print(f"per-word perplexity on 2,000 other synthetic addresses: {perplexity(lm, check):.1f} "
+          f"(uniform over the vocabulary: {len(lm.probs[0])})")  # fmt: skip
     return 0
 
 

@@ -8,8 +8,8 @@
     # fit the release's confidence calibration on the held-out fold (stored in its config.json) and report
     # the expected calibration error (writer-split cross-fit), a reliability plot and review thresholds
     python scripts/release.py calibrate models/vihtr-lite1 --plot models/vihtr-lite1/reliability.png
-    # the same with the fold's address LM fused into beam search (scripts/build_lm.py --fold 0)
-    python scripts/release.py score models/extra/vihtr-b1 --method beam --lm models/lm/address_fold0.json.gz --lm-weight 0.3
+    # each decoding domain (plain reading vs the address LM + unit check), on the same lines
+    python scripts/release.py score models/vihtr-lite1 --domains general address
 
 Held-out data: the Kalapa lines of writer fold `--fold` and the VNOnDB lines of the same fold (writer-disjoint
 from the training folds), rendered with a fixed seed per line so every run scores the same images.
@@ -27,7 +27,7 @@ from pathlib import Path
 import vihtr  # noqa: F401  (torchvision fix first)
 from vihtr.data.sources.inkml import InkMLSource
 from vihtr.data.sources.real import LineFolderSource
-from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
+from vihtr.inference.domains import DOMAINS
 from vihtr.inference.predictor import Predictor
 from vihtr.models.release import save_release
 from vihtr.paths import REPO_ROOT, data_root
@@ -65,6 +65,7 @@ def export(args: argparse.Namespace) -> None:
         "trained_steps": checkpoint_steps(args.checkpoint),
         "notes": args.notes,
         "decode_method": args.decode_method,  # what Predictor(method=None) uses: the held-out best
+        "domain": args.domain,  # what Predictor(domain=None) reads lines as
     }
     folder = save_release(model, args.folder, preprocess, metadata)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
@@ -102,37 +103,34 @@ def score(args: argparse.Namespace) -> None:
     configs = {Path(m).name: [m] for m in args.models}
     if len(args.models) > 1:
         configs["ensemble"] = list(args.models)
-    lm = CharNgramLM.load(args.lm) if args.lm else None  # loaded once for every configuration
     results = {}
     for name, paths in configs.items():
-        predictor = Predictor.from_release(
-            paths, threads=args.threads, method=args.method, batch_size=16, lm=lm, lm_weight=args.lm_weight
-        )
-        results[name] = {}
-        for source, (images, labels, _) in data.items():
-            start = time.perf_counter()
-            preds = predictor.predict(images)
-            seconds = time.perf_counter() - start
-            metrics = LineMetrics()
-            metrics.update([p.text for p in preds], labels)
-            results[name][source] = {**metrics.compute(), "seconds": round(seconds, 1)}
-            print(
-                f"{name:>16} {source:>7}: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in results[name][source].items())
-            )
-    method = predictor.method  # an LM turns greedy into beam
-    report = {"fold": args.fold, "method": method, "limit": args.limit, "results": results}
-    if lm is not None:
-        report.update(lm=str(args.lm), lm_weight=args.lm_weight)
+        predictor = Predictor.from_release(paths, threads=args.threads, method=args.method, batch_size=16)
+        for domain in args.domains or [predictor.domain]:
+            key = f"{name} ({domain})"
+            results[key] = {}
+            for source, (images, labels, _) in data.items():
+                start = time.perf_counter()
+                preds = predictor.predict(images, domain=domain)
+                seconds = time.perf_counter() - start
+                metrics = LineMetrics()
+                metrics.update([p.text for p in preds], labels)
+                results[key][source] = {**metrics.compute(), "seconds": round(seconds, 1)}
+                print(
+                    f"{key:>24} {source:>7}: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in results[key][source].items())
+                )
+    report = {"fold": args.fold, "method": predictor.method, "limit": args.limit, "results": results}
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print("\n| model | held-out set | lines | CER | WER | line acc. | Kalapa score |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| model (domain) | held-out set | lines | CER | WER | line acc. | Kalapa score | s |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, per_source in results.items():
         for source, m in per_source.items():
             print(
                 f"| {name} | {source} fold {args.fold} | {int(m['lines'])} | {100 * m['cer']:.2f} % | "
-                f"{100 * m['wer']:.2f} % | {100 * m['line_acc']:.2f} % | {m['kalapa_score']:.4f} |"
+                f"{100 * m['wer']:.2f} % | {100 * m['line_acc']:.2f} % | {m['kalapa_score']:.4f} | "
+                f"{m['seconds']:.0f} |"
             )
 
 
@@ -155,7 +153,7 @@ def calibrate(args: argparse.Namespace) -> None:
     config_path = Path(args.model) / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"], args.sources)
-    predictor = Predictor.from_release(args.model, threads=args.threads, batch_size=16)
+    predictor = Predictor.from_release(args.model, threads=args.threads, batch_size=16, domain=args.domain)
     predictor.calibration = None  # the raw confidences are what is fitted
     raw, accuracy, exact, half, sources = [], [], [], [], []
     for source, (images, labels, writers) in data.items():
@@ -261,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder")
     p.add_argument("--notes", default="")
     p.add_argument("--decode-method", default="greedy", choices=["greedy", "beam", "ctc"])
+    p.add_argument(
+        "--domain", default="general", choices=DOMAINS, help="the domain lines are read in by default"
+    )
     p.set_defaults(func=export)
     p = sub.add_parser("score", help="score releases and their ensemble on the held-out fold")
     p.add_argument("models", nargs="+")
@@ -274,9 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", nargs="+", default=["kalapa", "vnondb"], choices=["kalapa", "vnondb"])
     p.add_argument("--out", default=None, help="write the scores as JSON here")
     p.add_argument(
-        "--lm", default=None, help="character LM fused into beam search (greedy then decodes with beam)"
+        "--domains",
+        nargs="+",
+        default=None,
+        choices=DOMAINS,
+        help="decoding domains (default: the release's)",
     )
-    p.add_argument("--lm-weight", type=float, default=DEFAULT_LM_WEIGHT)
     p.set_defaults(func=score)
     p = sub.add_parser("calibrate", help="fit a release's line-confidence calibration on the held-out fold")
     p.add_argument("model")
@@ -289,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         "--target-accuracy", type=float, default=0.95, help="character accuracy the accepted lines must reach"
     )
     p.add_argument("--plot", default=None, help="write the reliability plot (PNG) here")
+    p.add_argument("--domain", default=None, choices=DOMAINS, help="default: the release's")
     p.set_defaults(func=calibrate)
     args = parser.parse_args(argv)
     args.func(args)

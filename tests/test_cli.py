@@ -102,3 +102,28 @@ def test_16_bit_and_broken_exif_images_read_in_a_folder(tiny_release, real_image
     assert not any(r["error"] for r in (eight, sixteen, exif)), (eight, sixteen, exif)
     assert sixteen["text"] == eight["text"] and len(eight["text"]) > 5
     assert exif["text"] and exif["text"] != "."
+
+
+def test_predict_reads_in_the_chosen_domain(real_images, tmp_path, monkeypatch):
+    """`--domain` reaches the predictor: the CLI's text is the API's for the same domain (shipped model)."""
+    from vihtr.inference.predictor import Predictor
+    from vihtr.paths import REPO_ROOT
+
+    model = str(REPO_ROOT / "models" / "vihtr-lite1")
+    paths = [str(p) for p, _ in real_images[:3]]
+    predictor = Predictor.from_release(model)
+    chosen = []
+    original = Predictor.from_release.__func__
+    monkeypatch.setattr(
+        Predictor,
+        "from_release",
+        classmethod(lambda cls, *a, **kw: chosen.append(kw["domain"]) or original(cls, *a, **kw)),
+    )
+    for domain in ("general", "address", "auto"):
+        out = tmp_path / f"{domain}.json"
+        assert main(["predict", *paths, "--models", model, "--domain", domain, "-q", "-o", str(out)]) == 0
+        rows = json.loads(out.read_text(encoding="utf-8"))
+        assert [r["text"] for r in rows] == [p.text for p in predictor.predict(paths, domain=domain)]
+    assert chosen == ["general", "address", "auto"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", paths[0], "--domain", "poetry"])

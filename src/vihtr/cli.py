@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vihtr.inference.domains import DOMAINS
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 OUTPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".json": None}
 # modules whose `add_parser(subparsers)` adds a subcommand when they are importable (the web app's `serve`)
@@ -89,10 +91,9 @@ def run_predict(args: argparse.Namespace) -> int:
             beam_size=args.beam_size,
             batch_size=args.batch_size,
             backend=args.backend,
-            lm=args.lm,
-            lm_weight=args.lm_weight,
+            domain=args.domain,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = []
@@ -128,22 +129,6 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_lm_arguments(p: argparse.ArgumentParser) -> None:
-    """`--lm` / `--lm-weight`, shared by `predict` and `serve`."""
-    from vihtr.inference.lm import DEFAULT_LM_WEIGHT
-
-    p.add_argument(
-        "--lm",
-        default=None,
-        metavar="PATH",
-        help="character LM (.json.gz from scripts/build_lm.py) fused into beam search; "
-        "greedy then decodes with beam, CTC cannot use it",
-    )
-    p.add_argument(
-        "--lm-weight", type=float, default=DEFAULT_LM_WEIGHT, help="weight of the LM's log-probabilities"
-    )
-
-
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Which models and how they decode: shared by `predict` and `serve`."""
     p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
@@ -151,8 +136,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "--method", choices=["greedy", "beam", "ctc"], default=None, help="default: what the model recommends"
     )
     p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument(
+        "--domain",
+        choices=DOMAINS,
+        default=None,
+        help="what the lines say: 'address' decodes with the address LM and checks the unit names at "
+        "the end against the administrative-unit list; 'general' reads as the model does; 'auto' reads "
+        "lines that end like an address as addresses (default: the release's, metadata.domain)",
+    )
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    add_lm_arguments(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
 

@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
         "method": args.method,
         "beam_size": args.beam_size,
         "backend": args.backend,
-        "lm": args.lm,
-        "lm_weight": args.lm_weight,
+        "domain": args.domain,
     }
     try:
         app = create_app(

@@ -10,8 +10,8 @@ Anything with the `StepModel` methods decodes here: the torch models (through `T
 onnxruntime graphs (`vihtr.inference.onnx_export.OnnxModel`). All models must share the charset. A single
 torch model decodes with its own `OCRModel.decode`, which this lock-step code reproduces.
 
-With a character LM (`vihtr.inference.lm.CharNgramLM`), beam search fuses it into the ensemble's
-log-probabilities (shallow fusion, see `beam_search`); greedy and CTC decoding do not use it.
+CTC decoding can take another search than best path (`ctc_decoder`: the address domain's beam search
+with a word LM, `vihtr.inference.ctc_lm`).
 """
 
 from __future__ import annotations
@@ -116,11 +116,9 @@ def average_ctc(started: list[Started]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class EnsembleDecoder:
-    """`decoder(batches, method, beam_size) -> DecodeResult` over one or more models (one input batch each).
+    """`decoder(batches, method, beam_size) -> DecodeResult` over one or more models (one input batch each)."""
 
-    `lm`, when given with `lm_weight` > 0, is fused into beam search; it is bound to the models' charset."""
-
-    def __init__(self, models: list, device: str = "cpu", lm=None, lm_weight: float = 0.0) -> None:
+    def __init__(self, models: list, device: str = "cpu") -> None:
         if not models:
             raise ValueError("an ensemble needs at least one model")
         self.models: list[StepModel] = [
@@ -131,8 +129,6 @@ class EnsembleDecoder:
             if m.charset.chars != self.charset.chars:
                 raise ValueError(f"model {i} has another charset than model 0: an ensemble must share one")
         self.max_len = min(m.max_len for m in self.models)
-        self.lm = lm.with_charset(self.charset) if lm is not None else None
-        self.lm_weight = lm_weight
 
     def resolve_method(self, method: str) -> str:
         """CTC-only models decode with CTC whatever was asked; a mix that cannot agree is an error."""
@@ -149,12 +145,18 @@ class EnsembleDecoder:
 
     @torch.inference_mode()
     def __call__(
-        self, batches: list[tuple[torch.Tensor, torch.Tensor]], method: str = "greedy", beam_size: int = 4
+        self,
+        batches: list[tuple[torch.Tensor, torch.Tensor]],
+        method: str = "greedy",
+        beam_size: int = 4,
+        ctc_decoder=None,
     ) -> DecodeResult:
+        """`ctc_decoder(log_probs, padding_mask) -> DecodeResult` replaces CTC best path when given (the
+        address domain's beam search with an LM)."""
         method = self.resolve_method(method)
         first = self.models[0]
-        fusion = method == "beam" and self.lm is not None and self.lm_weight > 0
-        if len(self.models) == 1 and isinstance(first, TorchStepModel) and not fusion:
+        ctc_search = method == "ctc" and ctc_decoder is not None
+        if len(self.models) == 1 and isinstance(first, TorchStepModel) and not ctc_search:
             images, widths = batches[0]
             return first.model.decode(images.to(first.device), widths.to(first.device), method, beam_size)
         use_ctc = method == "ctc"
@@ -163,11 +165,9 @@ class EnsembleDecoder:
             for m, (images, widths) in zip(self.models, batches)
         ]
         if use_ctc:
-            return ctc_best_path(*average_ctc(started))
+            return (ctc_decoder or ctc_best_path)(*average_ctc(started))
         lock_step = LockStep(self.models, [s.state for s in started])
         memory, memory_mask = LockStep.placeholder_memory(len(started[0].lengths))
         if method == "beam":
-            return beam_search(
-                lock_step, memory, memory_mask, self.max_len, beam_size, lm=self.lm, lm_weight=self.lm_weight
-            )
+            return beam_search(lock_step, memory, memory_mask, self.max_len, beam_size)
         return greedy_decode(lock_step, memory, memory_mask, self.max_len)

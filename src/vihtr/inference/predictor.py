@@ -18,9 +18,10 @@ characters read right; an ensemble, whose raw values no single calibration fits,
     predictor = Predictor.from_release("models/vihtr-lite1")
     print(predictor.predict_one("line.jpg").text)
 
-A character LM (`lm=` a `vihtr.inference.lm.CharNgramLM` file or object, see `scripts/build_lm.py`) is
-fused into beam search with weight `lm_weight`; asking for greedy decoding with an LM decodes with beam
-search instead, since greedy cannot use it (CTC cannot either: that is an error).
+Domain (`vihtr.inference.domains`): `general` reads a line as the model does; `address` decodes CTC with
+beam search and an address word n-gram, then checks the address tail against the administrative-unit
+tree; `auto` does so only for lines whose plain reading ends like an address. A release states its
+default (`metadata.domain`); `predict(images, domain=...)` picks per call.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch
 
 from vihtr.data.preprocess import PAD_VALUE, ImageLoadError, Preprocess, load_image
 from vihtr.inference.calibration import Calibration
-from vihtr.inference.lm import DEFAULT_LM_WEIGHT, CharNgramLM
+from vihtr.inference.domains import ADDRESS_LM, DEFAULT_DOMAIN, AddressDomain, check_domain
 from vihtr.inference.types import Prediction
 from vihtr.paths import REPO_ROOT
 from vihtr.text.charset import SPECIAL_TOKENS, Charset
@@ -91,6 +92,11 @@ def recommended_method(paths: Sequence[str | os.PathLike]) -> str:
     return "greedy"
 
 
+def release_domain(path: str | os.PathLike) -> str:
+    """The decoding domain a release reads in by default (`metadata.domain`), else `general`."""
+    return check_domain(release_metadata(path).get("domain", DEFAULT_DOMAIN))
+
+
 def release_calibration(path: str | os.PathLike) -> Calibration | None:
     """The confidence calibration a release carries (`metadata.calibration`), if any."""
     stored = release_metadata(path).get("calibration")
@@ -135,12 +141,15 @@ class Predictor:
         batch_size: int = 16,
         width_bucket: int = DEFAULT_WIDTH_BUCKET,
         calibration: Calibration | None = None,
+        domain: str = DEFAULT_DOMAIN,
+        address_lm: str | os.PathLike | None = ADDRESS_LM,
     ) -> None:
         """`decoder(batches: list[(images, widths)], method, beam_size) -> DecodeResult`, one batch per model
         (`vihtr.inference.ensemble.EnsembleDecoder`); `preprocesses` holds each model's preprocessing.
         `width_bucket`: lines are padded to a multiple of it and batched only with lines of the same padded
         width, so a line reads the same alone or in any batch. `calibration` maps the model's raw line
-        confidence to a calibrated one (see `vihtr.inference.calibration`)."""
+        confidence to a calibrated one (see `vihtr.inference.calibration`). `domain`: the default of
+        `predict`; `address_lm`: the address domain's word n-gram (None: no beam search, tail check only)."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.decoder = decoder
@@ -151,6 +160,9 @@ class Predictor:
         self.batch_size = max(1, batch_size)
         self.width_bucket = max(1, width_bucket)
         self.calibration = calibration
+        self.domain = check_domain(domain)
+        self.address_lm = address_lm
+        self._address: AddressDomain | None = None
         self.load_height = max(pre.height for pre in self.preprocesses)
 
     @classmethod
@@ -164,15 +176,15 @@ class Predictor:
         batch_size: int = 16,
         backend: str = "torch",
         onnx_cache: str | os.PathLike | None = None,
-        lm: str | os.PathLike | CharNgramLM | None = None,
-        lm_weight: float = DEFAULT_LM_WEIGHT,
+        domain: str | None = None,
+        address_lm: str | os.PathLike | None = ADDRESS_LM,
     ) -> Predictor:
         """Load released model folders (default: `default_model_paths()`); two or more decode as an ensemble.
 
         `backend="onnx"` runs the exported graphs with onnxruntime (exported on first use into `onnx_cache`,
         default `<release>/onnx/`); `threads` sets torch's (and onnxruntime's) intra-op threads.
-        `lm` (a path or a `CharNgramLM`) is fused into beam search with `lm_weight`; greedy becomes beam.
-        `method=None` takes the decoding the release recommends (`recommended_method`).
+        `method=None` takes the decoding the release recommends (`recommended_method`); `domain=None` the
+        release's default domain (`release_domain`).
         """
         from vihtr.inference.ensemble import EnsembleDecoder
 
@@ -185,7 +197,7 @@ class Predictor:
         if not paths:
             raise ValueError("no model paths given")
         if method is None:
-            method = "beam" if lm is not None and lm_weight > 0 else recommended_method(paths)
+            method = recommended_method(paths)
         if threads:
             torch.set_num_threads(threads)
         models, preprocesses = [], []
@@ -205,22 +217,29 @@ class Predictor:
                 model.encoder.backbone.to(memory_format=torch.channels_last)
             models.append(model)
             preprocesses.append(preprocess)
-        if isinstance(lm, (str, os.PathLike)):
-            lm = CharNgramLM.load(lm)
-        decoder = EnsembleDecoder(
-            models, device=device if backend == "torch" else "cpu", lm=lm, lm_weight=lm_weight
-        )
-        if lm is not None and lm_weight > 0:
-            if decoder.resolve_method(method) == "ctc":
-                raise ValueError("a language model needs method 'beam' (CTC decoding cannot use it)")
-            method = "beam"
+        decoder = EnsembleDecoder(models, device=device if backend == "torch" else "cpu")
         calibration = release_calibration(paths[0]) if len(paths) == 1 else None
         return cls(
-            decoder, preprocesses, decoder.charset, method, beam_size, batch_size, calibration=calibration
+            decoder,
+            preprocesses,
+            decoder.charset,
+            method,
+            beam_size,
+            batch_size,
+            calibration=calibration,
+            domain=domain or release_domain(paths[0]),
+            address_lm=address_lm,
         )
 
-    def predict_one(self, image) -> Prediction:
-        return self.predict([image])[0]
+    @property
+    def address(self) -> AddressDomain:
+        """The address domain's decoder and corrector, built on first use (the unit tree takes ~2 s)."""
+        if self._address is None:
+            self._address = AddressDomain(self.charset, self.address_lm)
+        return self._address
+
+    def predict_one(self, image, domain: str | None = None) -> Prediction:
+        return self.predict([image], domain=domain)[0]
 
     def _bucketed(self, tensor: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
         """Right-pad a line with blank paper to the next multiple of `width_bucket` (at most max_width)."""
@@ -234,11 +253,14 @@ class Predictor:
         padded[..., :width] = tensor
         return padded
 
-    def predict(self, images: Sequence) -> list[Prediction]:
+    def predict(self, images: Sequence, domain: str | None = None) -> list[Prediction]:
         """Paths, PIL images, numpy arrays or bytes -> one `Prediction` per input, in input order.
+        `domain`: `general` or `address` (default: the predictor's).
 
         A line's text does not depend on the other inputs: lines are batched only with lines of the same
         padded width, so each row of a batch is computed exactly as it would be alone."""
+        domain = check_domain(domain or self.domain)
+        address = self.address if domain in ("address", "auto") else None
         results: list[Prediction | None] = [None] * len(images)
         tensors: dict[int, list[torch.Tensor]] = {}
         load_ms: dict[int, float] = {}
@@ -268,11 +290,18 @@ class Predictor:
                     (torch.stack([tensors[i][m] for i in chunk]), torch.full((len(chunk),), width))
                     for m, width in enumerate(key)
                 ]
-                result = self.decoder(batches, method=self.method, beam_size=self.beam_size)
+                result = self.decoder(
+                    batches,
+                    method=self.method,
+                    beam_size=self.beam_size,
+                    ctc_decoder=address.ctc_decoder(gated=domain == "auto") if address else None,
+                )
                 share = (time.perf_counter() - t0) * 1000 / len(chunk)
                 lines = zip(result.token_ids, result.token_probs, result.scores)
                 for i, (ids, probs, score) in zip(chunk, lines):
                     prediction = to_prediction(ids, probs, score, self.charset, self.calibration)
+                    if address:
+                        prediction = address.postprocess(prediction)
                     prediction.source = _source_name(images[i])
                     prediction.ms = load_ms[i] + share
                     results[i] = prediction

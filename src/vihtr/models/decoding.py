@@ -70,20 +70,6 @@ def greedy_decode(decoder, memory: torch.Tensor, memory_mask: torch.Tensor, max_
     return DecodeResult(token_ids, [[math.exp(lp) for lp in lps] for lps in token_logps], scores)
 
 
-def _fused_log_probs(
-    log_probs: torch.Tensor, lm, lm_states: list, lm_weight: float, top: int, rows: list[int]
-) -> torch.Tensor:
-    """log p_model + lm_weight * log p_lm for each row's `top` most likely tokens, -inf elsewhere: the LM
-    (a Python n-gram) is only asked about tokens that could enter the beam. Rows not in `rows` stay -inf."""
-    cand_logp, cand_token = log_probs.topk(min(top, log_probs.shape[1]), dim=1)
-    tokens = cand_token.tolist()
-    lm_logp = [[float("-inf")] * cand_token.shape[1] for _ in tokens]
-    for r in rows:
-        lm_logp[r] = [lm.log_prob_next(lm_states[r], t) for t in tokens[r]]
-    fused = cand_logp + lm_weight * torch.tensor(lm_logp, dtype=cand_logp.dtype, device=cand_logp.device)
-    return torch.full_like(log_probs, float("-inf")).scatter_(1, cand_token, fused)
-
-
 @torch.no_grad()
 def beam_search(
     decoder,
@@ -91,42 +77,27 @@ def beam_search(
     memory_mask: torch.Tensor,
     max_len: int,
     beam_size: int = 4,
-    lm=None,
-    lm_weight: float = 0.0,
 ) -> DecodeResult:
     """Batched beam search (fairseq's scheme): each step ranks the 2k best extensions of a line's beams;
     an end token among the top k closes a hypothesis, the best k others stay open. A line is done when
-    k hypotheses are closed; the best by length-normalised score wins. With k = 1 this is greedy.
-
-    Shallow fusion: with a character LM (`initial_state` / `advance` / `log_prob_next` on token ids, e.g.
-    `vihtr.inference.lm.CharNgramLM`) and `lm_weight` > 0, hypotheses are ranked by
-    log p_model + lm_weight * log p_lm, the end token included, the LM scoring only each beam's 2k most
-    likely tokens. The returned scores and token probabilities stay the model's own."""
+    k hypotheses are closed; the best by length-normalised score wins. With k = 1 this is greedy."""
     b, k = memory.shape[0], beam_size
     device = memory.device
-    fusion = lm is not None and lm_weight > 0
     state = decoder.init_state(memory, memory_mask)
     state = decoder.reorder_state(state, torch.arange(b, device=device).repeat_interleave(k))
     scores = torch.full((b, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    model_scores = scores.clone()  # the model's part of `scores` (the same without an LM)
-    lm_states = [lm.initial_state()] * (b * k) if fusion else []
     tokens = torch.zeros(b * k, 0, dtype=torch.long, device=device)
     token_logps = torch.zeros(b * k, 0, device=device)
     prev = torch.full((b * k,), SOS, dtype=torch.long, device=device)
-    # per line: (ranking score, token ids, token probabilities, model score), all scores length-normalised
-    finished: list[list[tuple[float, list[int], list[float], float]]] = [[] for _ in range(b)]
+    # per line: (length-normalised score, token ids, token probabilities)
+    finished: list[list[tuple[float, list[int], list[float]]]] = [[] for _ in range(b)]
     done = [False] * b
     row_offset = torch.arange(b, device=device)[:, None] * k
     for _ in range(max_len):
         log_probs, state = _next_log_probs(decoder, state, prev)
         vocab = log_probs.shape[1]
-        ranked = log_probs
-        if fusion:
-            open_beams = torch.isfinite(scores).view(-1).tolist()
-            rows = [r for r in range(b * k) if open_beams[r] and not done[r // k]]
-            ranked = _fused_log_probs(log_probs, lm, lm_states, lm_weight, 2 * k, rows)
-        total = (scores.view(-1, 1) + ranked).view(b, k * vocab)
+        total = (scores.view(-1, 1) + log_probs).view(b, k * vocab)
         cand_scores, cand_index = total.topk(2 * k, dim=1)
         cand_beam, cand_token = cand_index // vocab, cand_index % vocab
         is_eos = cand_token == EOS
@@ -136,16 +107,8 @@ def beam_search(
                 continue
             row = int(eos_rows[i, j])
             length = tokens.shape[1] + 1
-            model_score = float(cand_scores[i, j])
-            if fusion:
-                model_score = float(model_scores.view(-1)[row] + log_probs[row, EOS])
             finished[i].append(
-                (
-                    float(cand_scores[i, j]) / length,
-                    tokens[row].tolist(),
-                    token_logps[row].exp().tolist(),
-                    model_score / length,
-                )
+                (float(cand_scores[i, j]) / length, tokens[row].tolist(), token_logps[row].exp().tolist())
             )
         done = [d or len(f) >= k for d, f in zip(done, finished)]
         if all(done):
@@ -158,11 +121,6 @@ def beam_search(
         rows = (row_offset + beam).view(-1)
         state = decoder.reorder_state(state, rows)
         chosen_logp = log_probs[rows, prev]
-        if fusion:
-            model_scores = (model_scores.view(-1)[rows] + chosen_logp).view(b, k)
-            lm_states = [lm.advance(lm_states[r], t) for r, t in zip(rows.tolist(), prev.tolist())]
-        else:
-            model_scores = scores
         tokens = torch.cat([tokens[rows], prev[:, None]], dim=1)
         token_logps = torch.cat([token_logps[rows], chosen_logp[:, None]], dim=1)
     for i in range(b):
@@ -171,15 +129,10 @@ def beam_search(
             for j in range(k):
                 row = i * k + j
                 finished[i].append(
-                    (
-                        float(scores[i, j]) / length,
-                        tokens[row].tolist(),
-                        token_logps[row].exp().tolist(),
-                        float(model_scores[i, j]) / length,
-                    )
+                    (float(scores[i, j]) / length, tokens[row].tolist(), token_logps[row].exp().tolist())
                 )
     best = [max(f, key=lambda h: h[0]) for f in finished]
-    return DecodeResult([h[1] for h in best], [h[2] for h in best], [h[3] for h in best])
+    return DecodeResult([h[1] for h in best], [h[2] for h in best], [h[0] for h in best])
 
 
 @torch.no_grad()

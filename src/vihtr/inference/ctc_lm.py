@@ -1,0 +1,104 @@
+"""CTC prefix beam search with a KenLM word n-gram (`pyctcdecode` + `kenlm`), for the address domain.
+
+The LM is an ARPA file that `make lm` builds from public data only (`scripts/build_lm.py`: synthetic
+addresses over the `vietnamadminunits` database); its vocabulary (`<lm>.unigrams`) tells pyctcdecode
+which partial words are known. Hypotheses are ranked by
+    log p_ctc + alpha * log p_lm + beta * words (+ `unk_offset` for a word outside the vocabulary),
+so a misread unit name ("Đồng Trn") loses to the one the LM knows ("Đồng Tháp") only when the image
+leaves room for it.
+
+A line's characters get the probability the model gave them: the highest frame probability of that
+character within the frames pyctcdecode aligned to its word.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vihtr.models.decoding import FIRST_CHAR_ID, DecodeResult
+from vihtr.text.charset import Charset
+
+# chosen on half of the held-out Kalapa fold 0 writers (see issue 10's note); the other half agreed
+DEFAULT_ALPHA = 0.3
+DEFAULT_BETA = 1.0
+DEFAULT_UNK_OFFSET = -10.0
+DEFAULT_BEAM_WIDTH = 8  # 16 read no better on held-out Kalapa and costs twice the time
+
+
+def unigrams_path(lm_path: str | os.PathLike) -> Path:
+    return Path(f"{lm_path}.unigrams")
+
+
+class KenLMCTCDecoder:
+    """`decoder(log_probs B x T x V, padding mask B x T) -> DecodeResult` over a charset's CTC outputs
+    (the signature of `vihtr.models.decoding.ctc_best_path`, which it replaces)."""
+
+    def __init__(
+        self,
+        charset: Charset,
+        lm_path: str | os.PathLike,
+        alpha: float = DEFAULT_ALPHA,
+        beta: float = DEFAULT_BETA,
+        unk_offset: float = DEFAULT_UNK_OFFSET,
+        beam_width: int = DEFAULT_BEAM_WIDTH,
+    ) -> None:
+        try:
+            import kenlm
+            from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
+        except ImportError as e:  # pragma: no cover - both are pinned dependencies
+            raise ImportError(f"address decoding needs pyctcdecode and kenlm ({e})") from e
+        lm_path = Path(lm_path)
+        if not lm_path.is_file():
+            raise FileNotFoundError(f"no language model at {lm_path} (build it with `make lm`)")
+        words = unigrams_path(lm_path)
+        unigrams = words.read_text(encoding="utf-8").split() if words.is_file() else None
+        logging.getLogger("pyctcdecode").setLevel(logging.ERROR)  # its warnings are about unigram lists
+        self.charset = charset
+        # column 0 is the blank; special tokens (never CTC targets) are dropped before decoding
+        labels = [""] + list(charset.chars)
+        language_model = LanguageModel(
+            kenlm.Model(str(lm_path)), unigrams, alpha=alpha, beta=beta, unk_score_offset=unk_offset
+        )
+        self._decoder = BeamSearchDecoderCTC(Alphabet(labels, is_bpe=False), language_model)
+        self.beam_width = beam_width
+        self.lm_path = lm_path
+
+    def __call__(self, log_probs: torch.Tensor, padding_mask: torch.Tensor) -> DecodeResult:
+        result = DecodeResult([], [], [])
+        lengths = (~padding_mask).sum(dim=1)
+        columns = [0, *range(FIRST_CHAR_ID, log_probs.shape[-1])]
+        for row, n in zip(log_probs.float().cpu().numpy(), lengths.tolist()):
+            logp = row[:n, columns]
+            ids, probs = self.decode_line(logp)
+            result.token_ids.append(ids)
+            result.token_probs.append(probs)
+            result.scores.append(float(logp.max(axis=1).mean()) if n else 0.0)
+        return result
+
+    def decode_line(self, logp: np.ndarray) -> tuple[list[int], list[float]]:
+        """One line's T x (1 + chars) log-probabilities -> token ids and per-character probabilities."""
+        if logp.shape[0] == 0:
+            return [], []
+        beams = self._decoder.decode_beams(logp, beam_width=self.beam_width)
+        text, _, word_frames, _, _ = beams[0]
+        probs = np.exp(logp)
+        ids: list[int] = []
+        char_probs: list[float] = []
+        previous_end = 0
+        for i, (word, (start, end)) in enumerate(word_frames):
+            span = probs[start : max(end, start + 1)]
+            if i:  # the space between two words: its best frame between them
+                space = self.charset.encode(" ", add_special=False)[0]
+                ids.append(space)
+                gap = probs[min(previous_end, start) : start + 1, 1 + space - FIRST_CHAR_ID]
+                char_probs.append(float(gap.max()))
+            previous_end = end
+            for token in self.charset.encode(word, add_special=False):
+                ids.append(token)
+                char_probs.append(float(span[:, 1 + token - FIRST_CHAR_ID].max()))
+        return ids, char_probs
