@@ -184,6 +184,8 @@ def test_health_reports_models_and_version(server, tiny_release, line_images):
             "max_request_pixels": 4 * MAX_PIXELS,
         },
         "confidence": {"calibrated": False, "review_below": None},  # the tiny release has no calibration
+        "domain": "general",  # a release without metadata.domain
+        "domains": ["general", "address", "auto"],
     }
 
 
@@ -533,3 +535,55 @@ def test_a_request_of_huge_images_stays_within_its_memory_budget(tiny_release):
     assert m["lines"] == 16 and not m["errors"], m
     assert m["peak_mb"] - m["idle_mb"] < 300, m  # above idle while serving it
     assert m["after_mb"] - m["idle_mb"] < 100, m  # and it goes back
+
+
+class DomainPredictor(CountingPredictor):
+    """Records the domain of each call too; reads every line as its domain's name."""
+
+    domain = "general"
+
+    def __init__(self):
+        super().__init__()
+        self.domains: list[str] = []
+
+    def predict(self, images, domain=None):
+        from vihtr.inference.types import Prediction
+
+        domain = domain or self.domain
+        self.calls.append(len(images))
+        self.domains.append(domain)
+        time.sleep(0.2)
+        return [Prediction(text=domain, confidence=1.0) for _ in images]
+
+
+def test_each_request_is_read_in_its_domain_and_domains_never_share_a_batch():
+    import threading
+
+    predictor = DomainPredictor()
+    running = start_in_thread(create_app(predictor=predictor))
+    try:
+        answers: dict[int, dict] = {}
+
+        def client(i):
+            domain = ("address", "general", "")[i % 3]
+            answers[i] = post_images_with_fields(running.url, {"domain": domain} if domain else {})[1]
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        for i, answer in answers.items():
+            expected = ("address", "general", "general")[i % 3]  # no field: the model's default
+            assert answer["domain"] == expected and answer["predictions"][0]["text"] == expected
+        assert sorted(answers) == list(range(12)) and len(predictor.calls) < 12  # still batched
+        status, body = post_images_with_fields(running.url, {"domain": "poetry"})
+        assert status == 400 and "domain must be one of" in body["error"]
+        assert call_json(f"{running.url}/health")[1]["domain"] == "general"
+    finally:
+        running.stop()
+
+
+def post_images_with_fields(url: str, fields: dict[str, str]):
+    body, content_type = multipart([("images", "line.png", png_bytes())], fields)
+    return call_json(f"{url}/api/predict", "POST", body, content_type)

@@ -131,6 +131,13 @@ def test_an_uploaded_image_is_added_and_read(server, browser):
     text = browser.execute_script("return document.querySelector('.prediction-text').textContent")
     assert text == api_texts(server, [sample.name])[0]
 
+    # the domain the page shows is the one the server read in: the model's default, then the chosen one
+    assert "as general text" in browser.find_element(By.ID, "status").text
+    assert "(general text)" in browser.find_element(By.CSS_SELECTOR, "#domain option[value='']").text
+    browser.execute_script("document.querySelector('#domain').value = 'address'")
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda d: "as addresses." in d.find_element(By.ID, "status").text)
+
 
 def test_a_corrupt_upload_shows_its_error_beside_the_lines_that_read(server, browser, tmp_path):
     from selenium.webdriver.common.by import By

@@ -78,6 +78,12 @@ def openapi_spec(
                                             "items": {"type": "string", "format": "binary"},
                                         },
                                         "image": {"type": "string", "format": "binary"},
+                                        "domain": {
+                                            "type": "string",
+                                            "enum": ["general", "address", "auto"],
+                                            "description": "what the lines say (default: the model's); "
+                                            "the response's `domain` tells which was used",
+                                        },
                                     },
                                 }
                             }
@@ -92,7 +98,7 @@ def openapi_spec(
                                 }
                             },
                         },
-                        "400": _error("no files, or no file is a readable image"),
+                        "400": _error("no files, no file is a readable image, or an unknown domain"),
                         "413": _error(
                             "too many files or form parts, request body too large, or no file under the pixel limits"
                         ),
@@ -174,6 +180,7 @@ def openapi_spec(
                             "items": {"$ref": "#/components/schemas/Prediction"},
                         },
                         "model": {"type": "array", "items": {"type": "string"}},
+                        "domain": {"type": "string", "description": "the decoding domain used"},
                         "total_ms": {"type": "number"},
                     },
                 },

@@ -40,6 +40,7 @@ from vihtr.app.batching import BatchQueue
 from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
 from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
+from vihtr.inference.domains import DOMAINS
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 UPLOAD_FIELDS = ("images", "image")
@@ -63,7 +64,7 @@ class Models:
         self._paths = list(model_paths) if model_paths else None
         self._options = dict(predictor_options or {})
         self._load_lock = threading.Lock()
-        self._queue = BatchQueue(lambda images: self._predictor.predict(images))
+        self._queue = BatchQueue(self._predict_now)
         self.names: list[str] = [type(predictor).__name__] if predictor is not None else []
         self.error = ""
 
@@ -100,9 +101,19 @@ class Models:
                 log.info("models loaded: %s", ", ".join(str(p) for p in paths))
         return self._predictor
 
-    def predict(self, images: list) -> list:
+    def _predict_now(self, images: list, domain: str | None) -> list:
+        if domain is None:  # a custom predictor (tests) need not know domains
+            return self._predictor.predict(images)
+        return self._predictor.predict(images, domain=domain)
+
+    @property
+    def domain(self) -> str | None:
+        """The predictor's default domain (None for a predictor without domains)."""
+        return getattr(self._predictor, "domain", None)
+
+    def predict(self, images: list, domain: str | None = None) -> list:
         self.load()
-        return self._queue(images)
+        return self._queue(images, domain)
 
 
 def check_upload(data: bytes, max_pixels: int) -> int:
@@ -232,6 +243,8 @@ def create_app(
             "status": "ok",
             "models_loaded": models.loaded,
             "model": models.names,
+            "domain": models.domain,
+            "domains": list(DOMAINS),
             "version": vihtr.__version__,
             "limits": limits,
         }
@@ -254,6 +267,9 @@ def create_app(
     def predict():
         start = time.perf_counter()
         files = uploaded_files(max_files)
+        domain = request.form.get("domain") or None
+        if domain is not None and domain not in DOMAINS:
+            raise BadRequest(f"domain must be one of {', '.join(DOMAINS)}, got {domain[:40]!r}")
         names = [upload_name(f.filename, i) for i, f in enumerate(files)]
         items: list[dict] = [{"name": name} for name in names]
         images, readable, statuses = [], [], []
@@ -274,7 +290,7 @@ def create_app(
             except UploadError as e:
                 items[i]["error"] = f"{names[i]}: {e}"
                 statuses.append(e.status)
-        for i, p in zip(readable, models.predict(images)):
+        for i, p in zip(readable, models.predict(images, domain)):
             items[i].update(
                 text=p.text,
                 confidence=round(float(p.confidence), 4),
@@ -294,8 +310,10 @@ def create_app(
         if len(statuses) == len(items):  # nothing could be read: the request itself failed
             status = 413 if 413 in statuses else 400
             error = "; ".join(item["error"] for item in items)
-            return jsonify(error=error, predictions=items, model=models.names, total_ms=total_ms), status
-        return jsonify(predictions=items, model=models.names, total_ms=total_ms)
+            body = dict(error=error, predictions=items, model=models.names, total_ms=total_ms)
+            return jsonify(body), status
+        used = domain or models.domain
+        return jsonify(predictions=items, model=models.names, domain=used, total_ms=total_ms)
 
     @app.get("/favicon.ico")
     def favicon():

@@ -3,6 +3,7 @@
 
 const state = { items: [], maxFiles: 16, busy: false, reviewBelow: null };
 const $ = (selector) => document.querySelector(selector);
+const DOMAIN_LABELS = { general: "general text", address: "addresses", auto: "addresses where they look like one" };
 
 function setStatus(message, isError = false) {
   const status = $("#status");
@@ -142,6 +143,8 @@ async function predict() {
   setStatus(`Reading ${items.length} line(s)…`);
   const form = new FormData();
   items.forEach((item) => form.append("images", item.blob, item.name));
+  const domain = $("#domain").value;
+  if (domain) form.append("domain", domain);
   const response = await fetch("/api/predict", { method: "POST", body: form });
   let body = null;
   try {
@@ -154,7 +157,9 @@ async function predict() {
   showModel(body.model);
   const failed = body.predictions.filter((prediction) => prediction.error).length;
   const note = failed ? ` ${failed} file(s) could not be read.` : "";
-  setStatus(`Read ${items.length - failed} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}.${note}`, failed > 0);
+  if (body.domain && !domain) showDefaultDomain(body.domain);  // /health knows it only once models load
+  const domainNote = body.domain ? `, as ${DOMAIN_LABELS[body.domain] || body.domain}` : "";
+  setStatus(`Read ${items.length - failed} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}${domainNote}.${note}`, failed > 0);
 }
 
 async function copyText(item) {
@@ -180,6 +185,10 @@ function showModel(names, version) {
   info.textContent = `Model: ${models} · version ${info.dataset.version || "?"}`;
 }
 
+function showDefaultDomain(domain) {
+  $("#domain option[value='']").textContent = `the model's default (${DOMAIN_LABELS[domain] || domain})`;
+}
+
 async function loadHealth() {
   try {
     const response = await fetch("/health");
@@ -187,6 +196,7 @@ async function loadHealth() {
     state.maxFiles = health.limits.max_files;
     if (health.confidence) state.reviewBelow = health.confidence.review_below;
     showModel(health.model, health.version);
+    if (health.domain) showDefaultDomain(health.domain);
   } catch (error) {
     $("#model-info").textContent = `Server not reachable: ${error.message}`;
   }
