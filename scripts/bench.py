@@ -5,7 +5,9 @@
 
 For every configuration: parameters, weights on disk (MB), latency per line at batch 1 (median, p90;
 end to end: image file -> text), throughput at batch 16 (lines/s) and peak memory (max RSS of a child
-process that runs only that configuration). Prints a Markdown table and writes JSON.
+process that runs only that configuration). A CTC model also gets rows in the `address` and `auto`
+decoding domains: their difference to the plain `ctc` row is what the domain adds per line. Prints a
+Markdown table and writes JSON.
 
 Without released models it benchmarks random-init models of the real architecture (EfficientNetV2
 B1/B2, d_model 256, 3-layer transformer decoder + CTC head, 64 px high lines) whose `max_len` is 40: a
@@ -119,9 +121,10 @@ def measure(config: dict) -> dict:
         batch_size=1,
         backend=config["backend"],
         onnx_cache=config["onnx_cache"],
+        domain=config.get("domain", "general"),
     )
     lines = config["images"]
-    predictor.predict(lines[:2])  # warm-up: first calls allocate
+    predictor.predict(lines[:2])  # warm-up: first calls allocate (and build a domain's LM and unit tree)
     latencies = []
     for path in lines[: config["latency_lines"]]:
         start = time.perf_counter()
@@ -158,8 +161,12 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
             {**base, "name": f"{name} torch greedy", "models": [m], "method": "greedy", "backend": "torch"},
             {**base, "name": f"{name} onnx greedy", "models": [m], "method": "greedy", "backend": "onnx"},
         ]  # fmt: skip
+        ctc = {**base, "name": f"{name} torch ctc", "models": [m], "method": "ctc", "backend": "torch"}
+        # what decoding in a domain adds to the plain CTC reading (LM beam search, unit check)
+        domains = [{**ctc, "name": f"{name} torch ctc, {d} domain", "domain": d} for d in ("address", "auto")]
         configs += greedy + [
-            {**base, "name": f"{name} torch ctc", "models": [m], "method": "ctc", "backend": "torch"},
+            ctc,
+            *domains,
             {
                 **base,
                 "name": f"{name} onnx ctc (fast path)",

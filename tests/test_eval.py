@@ -188,3 +188,28 @@ def test_onecycle_resumed_with_more_steps_takes_the_new_length():
         optimizer.step()
         longer.step()
     assert optimizer.param_groups[0]["lr"] < 0.01
+
+
+def test_eval_of_a_release_decodes_as_the_release_was_scored(tmp_path, monkeypatch):
+    """decode: null on a release folder takes its metadata.decode_method (what its scores were measured with)."""
+    import vihtr.training.run as run_module
+
+    cfg = compose_config("train", TINY, tmp_path)
+    system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
+    used = []
+    monkeypatch.setattr(
+        run_module, "evaluate", lambda model, batches, out_dir, method, beam_size: used.append(method)
+    )
+    for recommended in ("beam", "greedy"):
+        release = save_release(
+            system.model, tmp_path / recommended, system.preprocess, {"decode_method": recommended}
+        )
+        cfg = compose_config(
+            "eval", [f"ckpt_path={release}", f"labels_tsv={FIXTURE_LABELS}"], tmp_path / "eval"
+        )
+        evaluate_from_config(cfg)
+    cfg = compose_config(
+        "eval", [f"ckpt_path={release}", f"labels_tsv={FIXTURE_LABELS}", "decode=beam"], tmp_path / "e"
+    )
+    evaluate_from_config(cfg)
+    assert used == ["beam", "greedy", "beam"]

@@ -136,4 +136,9 @@ def evaluate_from_config(cfg: DictConfig) -> dict:
     with open_dict(cfg):
         cfg.image = preprocess.to_dict()  # the model's own input size, whatever the config says
     batches = evaluation_batches(cfg, model.charset.chars)
-    return evaluate(model, batches, out_dir=cfg.paths.output_dir, method=cfg.decode, beam_size=cfg.beam_size)
+    method = cfg.decode
+    if method is None and os.path.isdir(cfg.ckpt_path):  # a release: the decoding it was scored with
+        from vihtr.inference.predictor import release_metadata
+
+        method = release_metadata(cfg.ckpt_path).get("decode_method")
+    return evaluate(model, batches, out_dir=cfg.paths.output_dir, method=method, beam_size=cfg.beam_size)
