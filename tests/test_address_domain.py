@@ -192,3 +192,13 @@ def test_the_address_domain_reads_held_out_addresses_better(held_out_kalapa):
         errors[domain] = sum(editdistance.eval(p.text, t) for p, t in zip(preds, labels))
     assert predictor.domain == "general"  # a call's domain does not change the default
     assert errors["address"] <= errors["auto"] < 0.85 * errors["general"], errors
+
+
+def test_dropping_sure_blank_frames_keeps_the_characters_apart():
+    from vihtr.inference.ctc_lm import drop_sure_blanks
+
+    blank, a = [0.0, -30.0], [-30.0, 0.0]
+    logp = np.array([blank, blank, a, blank, blank, blank, a, a, blank], dtype=np.float32)
+    kept = drop_sure_blanks(logp)
+    assert kept[:, 1].argmax() == 1 and kept.tolist() == [blank, a, blank, a, a, blank]  # "a a" stays two
+    assert drop_sure_blanks(logp[:0]).shape == (0, 2)

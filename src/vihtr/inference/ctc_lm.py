@@ -30,6 +30,19 @@ DEFAULT_UNK_OFFSET = -10.0
 DEFAULT_BEAM_WIDTH = 8  # 16 read no better on held-out Kalapa and costs twice the time
 
 
+SURE_BLANK = 0.999  # a frame this sure of the blank only separates characters: runs of them keep one
+
+
+def drop_sure_blanks(logp: np.ndarray) -> np.ndarray:
+    """Frames (T x (1 + chars) log-probs, blank first) without the repeats of near-certain blank frames:
+    half the frames of a line, the same beams (measured on held-out Kalapa: identical text), half the time."""
+    if len(logp) == 0:
+        return logp
+    blank = logp[:, 0] > np.log(SURE_BLANK)
+    keep = ~blank | np.concatenate([[True], ~blank[:-1]])
+    return logp[keep]
+
+
 def unigrams_path(lm_path: str | os.PathLike) -> Path:
     return Path(f"{lm_path}.unigrams")
 
@@ -74,10 +87,10 @@ class KenLMCTCDecoder:
         columns = [0, *range(FIRST_CHAR_ID, log_probs.shape[-1])]
         for row, n in zip(log_probs.float().cpu().numpy(), lengths.tolist()):
             logp = row[:n, columns]
-            ids, probs = self.decode_line(logp)
+            ids, probs = self.decode_line(drop_sure_blanks(logp))
             result.token_ids.append(ids)
             result.token_probs.append(probs)
-            result.scores.append(float(logp.max(axis=1).mean()) if n else 0.0)
+            result.scores.append(float(logp.max(axis=1).mean()) if n else 0.0)  # as ctc_best_path
         return result
 
     def decode_line(self, logp: np.ndarray) -> tuple[list[int], list[float]]:
