@@ -40,7 +40,7 @@ from vihtr.app.batching import BatchQueue
 from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
 from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
-from vihtr.inference.domains import DOMAINS
+from vihtr.inference.domains import DOMAINS, check_domain
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 UPLOAD_FIELDS = ("images", "image")
@@ -268,8 +268,11 @@ def create_app(
         start = time.perf_counter()
         files = uploaded_files(max_files)
         domain = request.form.get("domain") or None
-        if domain is not None and domain not in DOMAINS:
-            raise BadRequest(f"domain must be one of {', '.join(DOMAINS)}, got {domain[:40]!r}")
+        if domain is not None:
+            try:
+                check_domain(domain)
+            except ValueError as e:
+                raise BadRequest(str(e)) from None
         names = [upload_name(f.filename, i) for i, f in enumerate(files)]
         items: list[dict] = [{"name": name} for name in names]
         images, readable, statuses = [], [], []

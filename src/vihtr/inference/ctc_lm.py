@@ -79,7 +79,6 @@ class KenLMCTCDecoder:
         )
         self._decoder = BeamSearchDecoderCTC(Alphabet(labels, is_bpe=False), language_model)
         self.beam_width = beam_width
-        self.lm_path = lm_path
 
     def __call__(self, log_probs: torch.Tensor, padding_mask: torch.Tensor) -> DecodeResult:
         result = DecodeResult([], [], [])

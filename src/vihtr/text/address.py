@@ -79,12 +79,13 @@ class AdminTree:
         def name(text: str) -> str:
             return normalize_text(text, tone_style)
 
-        self.provinces: dict[str, _Node] = {}
+        # keyed (level, name) as every level's children are, so the search walks them all alike
+        self.provinces: dict[tuple[str, str], _Node] = {}
         for post_2025 in (False, True):
             for unit in load_units(post_2025):
                 province = name(unit.province)
                 node = self.provinces.setdefault(
-                    province,
+                    ("province", province),
                     _Node((province, *(name(a) for a in PROVINCE_ALIASES.get(unit.province, ())))),
                 )
                 parent = node
@@ -126,7 +127,8 @@ class AddressCorrector:
         self.max_distance = max_distance
         self.min_fuzzy_length = min_fuzzy_length
         self.max_chain_error = max_chain_error
-        self._index: dict[tuple[int, str], tuple[list[str], list]] = {}  # per children dict and level
+        # per children dict of the tree (they live as long as it does) and level
+        self._index: dict[tuple[int, str], tuple[list[str], list]] = {}
         self._prefixes = {
             level: [p.split() for p in sorted(words, key=lambda p: -len(p.split()))]
             for level, words in PREFIXES.items()
@@ -192,8 +194,7 @@ class AddressCorrector:
     def best_chain(self, line: str) -> list[Match]:
         """The chain that explains the end of `line` best (most characters matched, fewest edits), [] if none."""
         words = line.split()
-        roots = {("province", k): v for k, v in self.tree.provinces.items()}
-        chains = self._chains(words, len(words), roots, ("province",))
+        chains = self._chains(words, len(words), self.tree.provinces, ("province",))
         chains += self._chains(words, len(words), self.tree.districts, ("district",))
 
         def gain(chain: list[Match]) -> tuple[float, int]:
