@@ -79,3 +79,34 @@ def test_metrics():
     assert out["wer"] == pytest.approx(1 / 4)
     assert out["line_acc"] == 0.5
     assert out["base_cer"] == 0.0 and out["diacritic_cer"] == pytest.approx(2 / 14)
+
+
+def test_metrics_count_as_torchmetrics_does():
+    from torchmetrics import text as tm_text
+
+    from vihtr.text.metrics import CharErrorRate, WordErrorRate
+
+    preds, targets = ["Phường 3  Q.5", "Hà Nôi", ""], ["Phường 3, Q. 5", "Hà Nội", "Huế"]
+    for ours, theirs in (
+        (CharErrorRate(), tm_text.CharErrorRate()),
+        (WordErrorRate(), tm_text.WordErrorRate()),
+    ):
+        ours.update(preds, targets)
+        theirs.update(preds, targets)
+        assert float(ours.compute()) == pytest.approx(float(theirs.compute()))
+
+
+def test_metrics_of_split_lines_merge_into_the_corpus_rates():
+    """What DDP does: each process counts its own lines, the states are summed before compute. The CER
+    is total edits / total characters, not the mean of the two halves' CERs (0.5 and 0.0 here)."""
+    preds, targets = ["ab", "Hoà Bình Tp Huế"], ["ba", "Hoà Bình Tp Huế"]
+    whole, first, second = LineMetrics(), LineMetrics(), LineMetrics()
+    whole.update(preds, targets)
+    first.update(preds[:1], targets[:1])
+    second.update(preds[1:], targets[1:])
+    for name, metric in first.items():
+        metric.merge_state(second[name])
+    merged = first.compute()
+    assert merged == pytest.approx(whole.compute())
+    assert merged["cer"] == pytest.approx(2 / 17) and merged["lines"] == 2 and merged["line_acc"] == 0.5
+    assert LineMetrics().compute() == {}
