@@ -12,30 +12,29 @@
     python scripts/release.py score models/vihtr-lite1 --domains general address
 
 Held-out data: the Kalapa lines of writer fold `--fold` and the VNOnDB lines of the same fold (writer-disjoint
-from the training folds), rendered with a fixed seed per line so every run scores the same images.
+from the training folds): the validation lines of `conf/eval.yaml` in full, rendered with the same seed per
+line as training validation and `src/eval.py`, and read by the same code (`vihtr.training.evaluate`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
 import vihtr  # noqa: F401  (torchvision fix first)
-from vihtr.data.sources.inkml import InkMLSource
-from vihtr.data.sources.real import LineFolderSource
+from vihtr.data.sources.base import Sample
 from vihtr.inference.domains import DOMAINS
 from vihtr.inference.predictor import Predictor
 from vihtr.models.release import save_release
 from vihtr.paths import REPO_ROOT, data_root
-from vihtr.text.metrics import LineMetrics
-from vihtr.training.evaluate import load_model
+from vihtr.training.evaluate import compose_eval_config, evaluation_lines, load_model, read_lines, summarise
 
 REPO = REPO_ROOT
 DEFAULT_DATA = data_root()
+SOURCES = ("kalapa", "vnondb")
 
 
 def portable_path(path: str | Path) -> str:
@@ -72,50 +71,38 @@ def export(args: argparse.Namespace) -> None:
     print(f"wrote {folder} ({n_params / 1e6:.1f} M parameters, {size:.1f} MB)")
 
 
-def held_out(
-    data_root: Path, fold: int, limit: int | None, height: int, sources: list[str]
-) -> dict[str, tuple[list, list[str], list[str]]]:
-    """Source name -> (images, labels, writers) of the held-out fold; VNOnDB strokes rendered with
-    seed = line index."""
-    folds = REPO / "data" / "folds"
-    kalapa = LineFolderSource(
-        data_root / "kalapa2023", name="kalapa", tone_style="old", fold=fold, split="val",
-        folds_csv=folds / "kalapa_folds.csv" if (folds / "kalapa_folds.csv").exists() else None,
-    )  # fmt: skip
-    vnondb = InkMLSource(
-        data_root / "vnondb" / "InkData_line.tar.xz", name="vnondb", tone_style="old", fold=fold, split="val",
-        folds_csv=folds / "vnondb_folds.csv" if (folds / "vnondb_folds.csv").exists() else None, height=height,
-    )  # fmt: skip
-    out = {}
-    for source in (kalapa, vnondb):
-        if source.name not in sources:
-            continue
-        n = len(source) if limit is None else min(limit, len(source))
-        samples = [source.get(i, random.Random(i)) for i in range(n)]
-        out[source.name] = ([s.image for s in samples], [s.text for s in samples], [s.group for s in samples])
-    return out
+def held_out(args: argparse.Namespace, predictor: Predictor) -> dict[str, list[Sample]]:
+    """Source name -> the held-out lines of fold `--fold`: the validation lines of `conf/eval.yaml`, read by
+    the same code as `src/eval.py` and training validation (whole sources, or a seeded `--limit` of each),
+    prepared for the predictor's (first) model."""
+    overrides = [
+        f"fold={args.fold}",
+        f"paths.data_root={Path(args.data_root).resolve()}",
+        f"data.val_size_per_source={args.limit or 'null'}",
+        *(f"data.val_sources.{name}=null" for name in SOURCES if name not in args.sources),
+    ]
+    by_source: dict[str, list[Sample]] = {}
+    for line in evaluation_lines(compose_eval_config(overrides), predictor):
+        by_source.setdefault(line.source, []).append(line)
+    return by_source
 
 
 def score(args: argparse.Namespace) -> None:
-    # strokes are rendered at the (first) model's input height, as in its training validation
-    config = json.loads((Path(args.models[0]) / "config.json").read_text(encoding="utf-8"))
-    data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"], args.sources)
     configs = {Path(m).name: [m] for m in args.models}
     if len(args.models) > 1:
         configs["ensemble"] = list(args.models)
-    results = {}
+    results, data = {}, None
     for name, paths in configs.items():
         predictor = Predictor.from_release(paths, threads=args.threads, method=args.method, batch_size=16)
+        data = data or held_out(args, predictor)  # prepared once, for the first model's input height
         for domain in args.domains or [predictor.domain]:
             key = f"{name} ({domain})"
             results[key] = {}
-            for source, (images, labels, _) in data.items():
+            for source, lines in data.items():
                 start = time.perf_counter()
-                preds = predictor.predict(images, domain=domain)
+                rows = read_lines(predictor, lines, domain)
                 seconds = time.perf_counter() - start
-                metrics = LineMetrics()
-                metrics.update([p.text for p in preds], labels)
-                results[key][source] = {**metrics.compute(), "seconds": round(seconds, 1)}
+                results[key][source] = {**summarise(rows)[source], "seconds": round(seconds, 1)}
                 print(
                     f"{key:>24} {source:>7}: "
                     + ", ".join(f"{k} {v:.4f}" for k, v in results[key][source].items())
@@ -152,16 +139,17 @@ def calibrate(args: argparse.Namespace) -> None:
 
     config_path = Path(args.model) / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    data = held_out(Path(args.data_root), args.fold, args.limit, config["preprocess"]["height"], args.sources)
     predictor = Predictor.from_release(args.model, threads=args.threads, batch_size=16, domain=args.domain)
     predictor.calibration = None  # the raw confidences are what is fitted
+    data = held_out(args, predictor)
     raw, accuracy, exact, half, sources = [], [], [], [], []
-    for source, (images, labels, writers) in data.items():
-        for p, label, writer in zip(predictor.predict(images), labels, writers):
-            raw.append(p.confidence)
-            accuracy.append(max(0.0, 1 - editdistance.eval(p.text, label) / max(1, len(label))))
-            exact.append(p.text == label)
-            half.append(f"{source}/{writer}")
+    for source, lines in data.items():
+        for row in read_lines(predictor, lines):
+            label = row["target"]
+            raw.append(row["confidence"])
+            accuracy.append(max(0.0, 1 - editdistance.eval(row["prediction"], label) / max(1, len(label))))
+            exact.append(row["prediction"] == label)
+            half.append(f"{source}/{row['writer']}")
             sources.append(source)
     writers = sorted(set(half))
     if len(writers) < 2:
@@ -271,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         "--method", default=None, choices=["greedy", "beam", "ctc"], help="default: the release's own"
     )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
-    p.add_argument("--sources", nargs="+", default=["kalapa", "vnondb"], choices=["kalapa", "vnondb"])
+    p.add_argument("--limit", type=int, default=None, help="a seeded sample of this many lines per source")
+    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     p.add_argument("--out", default=None, help="write the scores as JSON here")
     p.add_argument(
         "--domains",
@@ -287,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--data-root", default=str(DEFAULT_DATA))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--limit", type=int, default=None, help="at most this many lines per source")
-    p.add_argument("--sources", nargs="+", default=["kalapa", "vnondb"], choices=["kalapa", "vnondb"])
+    p.add_argument("--limit", type=int, default=None, help="a seeded sample of this many lines per source")
+    p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     p.add_argument(
         "--target-accuracy", type=float, default=0.95, help="character accuracy the accepted lines must reach"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import hydra
 import pytest
@@ -41,6 +42,7 @@ def test_every_group_option_is_tested():
     assert options("debug") == ["fdr", "limit", "overfit"]
     assert options("experiment") == sorted(EXPERIMENTS)
     assert options("launcher") == ["submitit_slurm"]
+    assert options("image") == ["default"]
 
 
 @pytest.mark.parametrize(
@@ -104,6 +106,39 @@ def test_stage_on_tiny_data_builds_datamodule_and_system(stage, lr, schedule, tm
     system = build_system(cfg)
     assert system.hparams.optimizer["lr"] == lr
     assert system.hparams.scheduler["name"] == schedule
+
+
+@pytest.mark.parametrize(
+    "overrides, kind",
+    [
+        ([], torch.optim.AdamW),
+        (
+            [
+                "model.optimizer._target_=torch.optim.SGD",
+                "~model.optimizer.betas",
+                "+model.optimizer.momentum=0.9",
+                "model.scheduler.name=linear",
+            ],
+            torch.optim.SGD,
+        ),
+    ],
+)
+def test_optimizer_and_schedule_come_from_their_target_configs(overrides, kind, tmp_path):
+    cfg = compose_config("train", [*TINY_MODEL, *overrides], tmp_path)
+    system = build_system(cfg)
+    system._trainer = SimpleNamespace(estimated_stepping_batches=100, max_steps=100)
+    built = system.configure_optimizers()
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    assert type(optimizer) is kind
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == cfg.model.optimizer.weight_decay and no_decay["weight_decay"] == 0.0
+    assert no_decay["params"] and all(p.ndim == 1 for p in no_decay["params"])  # norms and biases
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(system.model.parameters()))
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+    final = optimizer.param_groups[0]["lr"] / cfg.model.optimizer.lr
+    assert final == pytest.approx(0.01) if kind is torch.optim.SGD else final < 0.01
 
 
 @pytest.mark.parametrize("name", ["default", "cpu"])
@@ -246,6 +281,24 @@ def test_submitit_launcher_config():
     assert cfg.trainer.accelerator == "gpu"
 
 
+@pytest.mark.parametrize("name", ["default", "pretrain", "finetune", "tiny"])
+def test_training_and_validation_read_one_definition_of_each_real_source(name, tmp_path):
+    cfg = compose_config("train", [f"data={name}", "data.sources.kalapa.tone_style=keep"], tmp_path)
+    for key in ("kalapa", "vnondb"):
+        train_source = OmegaConf.to_container(cfg.data.train_sources[key], resolve=True)
+        val_source = OmegaConf.to_container(cfg.data.val_sources[key], resolve=True)
+        assert (train_source.pop("split"), val_source.pop("split")) == ("train", "val")
+        assert train_source == val_source
+        assert "_partial_" not in train_source  # built in full, unlike the definition
+    assert cfg.data.train_sources.kalapa.tone_style == cfg.data.val_sources.kalapa.tone_style == "keep"
+
+
+def test_the_label_length_limit_is_what_the_decoder_can_emit(tmp_path):
+    cfg = compose_config("train", ["model.net.max_len=100"], tmp_path)
+    assert cfg.data.max_label_length == 98  # less the start and end tokens
+    assert compose_config("eval", ["ckpt_path=x"], tmp_path).data.max_label_length is None  # set by the model
+
+
 @pytest.mark.parametrize("fold", ["0", "1", "2", "3", "4", "all"])
 def test_fold_accepted(fold, tmp_path):
     cfg = compose_config("train", [f"fold={fold}"], tmp_path)
@@ -268,3 +321,37 @@ def test_eval_config_composes(tmp_path):
     assert cfg.decode is None and cfg.labels_tsv is None
     with pytest.raises(Exception, match="ckpt_path"):
         OmegaConf.to_container(compose_config("eval", [], tmp_path), throw_on_missing=True)
+
+
+@pytest.mark.parametrize("margin, expected", [(None, None), (3, 4 + 3)])
+def test_validation_decoding_stops_near_the_longest_label_when_bounded(margin, expected, tmp_path):
+    """Short runs (the debug configs) bound validation decoding: an untrained decoder would otherwise run
+    every line to net.max_len. Unbounded (the default) decodes as the predictor does."""
+    cfg = compose_config("train", [*TINY_MODEL, f"model.val_max_len_margin={margin or 'null'}"], tmp_path)
+    system = build_system(cfg).eval()
+    asked, decode = [], system.model.decode
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["max_len"])
+        return decode(*args, **kwargs)
+
+    system.model.decode = spy
+    batch = {
+        "images": torch.rand(3, 1, 32, 200),
+        "widths": torch.tensor([200, 150, 60]),
+        "texts": ["ab", "abcd", ""],
+    }
+    with torch.inference_mode():
+        texts = system.decode_batch(batch)
+    assert len(texts) == 3 and len(asked) == 3  # three width buckets: 256, 192 and 64 px
+    assert set(asked) == {expected}
+    if expected:  # at most the longest label (4) + 3 characters
+        assert all(len(t) <= 4 + 3 for t in texts), texts
+
+
+def test_data_workers_leave_a_core_to_the_training_loop(monkeypatch):
+    from vihtr.training.config import data_workers
+
+    for cores, workers in ((2, 1), (1, 0), (16, 4)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert data_workers(4) == workers

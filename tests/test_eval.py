@@ -198,7 +198,7 @@ def test_eval_of_a_release_decodes_as_the_release_was_scored(tmp_path, monkeypat
     system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
     used = []
     monkeypatch.setattr(
-        run_module, "evaluate", lambda model, batches, out_dir, method, beam_size: used.append(method)
+        run_module, "evaluate", lambda predictor, lines, out_dir, domain: used.append(predictor.method)
     )
     for recommended in ("beam", "greedy"):
         release = save_release(
@@ -213,3 +213,29 @@ def test_eval_of_a_release_decodes_as_the_release_was_scored(tmp_path, monkeypat
     )
     evaluate_from_config(cfg)
     assert used == ["beam", "greedy", "beam"]
+
+
+def test_every_evaluation_path_gives_the_release_one_number(data_root, tmp_path):
+    """`src/eval.py`, `release.py score` and the `Predictor` read the same held-out lines of the shipped
+    model the same way (its own decoding and domain), so they report the same CER."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import release as release_script
+
+    from vihtr.inference.predictor import Predictor
+    from vihtr.training.evaluate import compose_eval_config, evaluation_lines, read_lines, summarise
+
+    model = REPO_ROOT / "models" / "vihtr-lite1"
+    limit = ["data.val_size_per_source=12", "data.val_sources.vnondb=null", f"paths.data_root={data_root}"]
+    by_eval = evaluate_from_config(compose_config("eval", [f"ckpt_path={model}", *limit], tmp_path / "eval"))
+    scores = tmp_path / "scores.json"
+    release_script.main(
+        ["score", str(model), "--data-root", str(data_root), "--limit", "12", "--sources", "kalapa",
+         "--threads", "1", "--out", str(scores)]
+    )  # fmt: skip
+    by_score = json.loads(scores.read_text())["results"]["vihtr-lite1 (auto)"]["kalapa"]
+    predictor = Predictor.from_release(model)
+    lines = evaluation_lines(compose_eval_config(limit), predictor)
+    by_predictor = summarise(read_lines(predictor, lines))["kalapa"]
+    assert by_eval["kalapa"]["lines"] == by_score["lines"] == by_predictor["lines"] == 12
+    assert by_eval["kalapa"]["cer"] == by_score["cer"] == by_predictor["cer"]
+    assert (predictor.method, predictor.domain) == ("ctc", "auto")  # the release's own, used by all three

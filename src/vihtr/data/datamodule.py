@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from vihtr.data.preprocess import Preprocess, pad_batch
-from vihtr.data.sources.base import LineSource
+from vihtr.data.sources.base import LineSource, Sample
 from vihtr.data.sources.real import as_charset
 from vihtr.text.charset import PAD, Charset, UnknownCharReport
 
@@ -79,7 +79,7 @@ def mixture_weights(sources: dict[str, LineSource], weights) -> list[float]:
 class LineEncoder:
     """Sample -> model input: optional augmentation, preprocessing, label to token ids (or None to skip)."""
 
-    def __init__(self, charset: Charset, preprocess: Preprocess, max_label_length: int) -> None:
+    def __init__(self, charset: Charset, preprocess: Preprocess, max_label_length: int | None) -> None:
         self.charset = charset
         self.preprocess = preprocess
         self.max_label_length = max_label_length
@@ -87,7 +87,7 @@ class LineEncoder:
         self.unknown = UnknownCharReport()
 
     def __call__(self, sample, rng: random.Random, augment: Augment | None = None) -> dict | None:
-        if len(sample.text) > self.max_label_length:
+        if self.max_label_length is not None and len(sample.text) > self.max_label_length:
             self.skipped_long += 1
             if self.skipped_long == 1:
                 log.warning(
@@ -129,13 +129,21 @@ def collate(items: Sequence[dict]) -> dict:
     }
 
 
+def draw_usable(
+    source: LineSource, index: int, rng: random.Random, encode: LineEncoder, augment=None
+) -> tuple[Sample, dict]:
+    """The line at `index`, or the next usable one when a label is skipped: (sample, encoded item)."""
+    for step in range(len(source)):
+        sample = source.get((index + step) % len(source), rng)
+        item = encode(sample, rng, augment)
+        if item is not None:
+            return sample, item
+    raise ValueError(f"{source.name}: no line with a usable label")
+
+
 def draw_valid(source: LineSource, index: int, rng: random.Random, encode: LineEncoder, augment=None) -> dict:
     """The encoded line at `index`, or the next usable one when a label is skipped."""
-    for step in range(len(source)):
-        item = encode(source.get((index + step) % len(source), rng), rng, augment)
-        if item is not None:
-            return item
-    raise ValueError(f"{source.name}: no line with a usable label")
+    return draw_usable(source, index, rng, encode, augment)[1]
 
 
 class MixtureStream(IterableDataset):
@@ -216,9 +224,16 @@ class FixedLines(Dataset):
         return len(self.items)
 
     def __getitem__(self, k: int) -> dict:
+        return self._draw(k)[1]
+
+    def sample(self, k: int) -> Sample:
+        """The k-th line as its source gives it (image before preprocessing): what evaluation reads."""
+        return self._draw(k)[0]
+
+    def _draw(self, k: int) -> tuple[Sample, dict]:
         s, index = self.items[k]
         source = self.sources[s]
-        return draw_valid(source, index, random.Random(f"{self.seed}:{source.name}:{index}"), self.encode)
+        return draw_usable(source, index, random.Random(f"{self.seed}:{source.name}:{index}"), self.encode)
 
 
 class LineDataModule(pl.LightningDataModule):
@@ -246,11 +261,14 @@ class LineDataModule(pl.LightningDataModule):
         augment_sources: Sequence[str] | None = None,
         bucket_by_width: bool = True,
         bucket_batches: int = 8,
-        max_label_length: int = 126,
+        max_label_length: int | None = None,
         persistent_workers: bool = False,
         pin_memory: bool = False,
         seed: int | None = None,
+        sources=None,
     ) -> None:
+        """`max_label_length`: longer labels are skipped (None: none). `sources`: the definitions the data
+        configs take `train_sources` and `val_sources` from (`vihtr.split`); not read here."""
         super().__init__()
         self.train_sources = named_sources(train_sources)
         self.val_sources = named_sources(val_sources)

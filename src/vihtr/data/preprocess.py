@@ -211,3 +211,32 @@ def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     for i, im in enumerate(images):
         batch[i, :, :, : im.shape[-1]] = im
     return batch, widths
+
+
+# Lines are decoded padded to the next multiple of WIDTH_BUCKET px and batched only with lines of the same
+# padded width, so a line reads the same alone or in any batch: the predictor and training validation both
+# decode this way, so they give the same text for the same image. 64 px: at most 63 blank columns of
+# padding, and batches still fill up.
+WIDTH_BUCKET = 64
+
+
+def bucket_width(width: int, max_width: int, bucket: int = WIDTH_BUCKET) -> int:
+    """The width a line of `width` px is decoded at: the next multiple of `bucket`, at most `max_width`."""
+    return max(width, min(max_width, math.ceil(width / bucket) * bucket))
+
+
+def to_width(images: torch.Tensor, width: int) -> torch.Tensor:
+    """Cut (...) x W images to `width` columns, or right-pad them with blank paper."""
+    if images.shape[-1] >= width:
+        return images[..., :width]
+    padded = torch.full((*images.shape[:-1], width), PAD_VALUE, dtype=images.dtype, device=images.device)
+    padded[..., : images.shape[-1]] = images
+    return padded
+
+
+def width_buckets(widths, max_width: int, bucket: int = WIDTH_BUCKET) -> dict[int, list[int]]:
+    """Padded width -> the positions of the lines decoded at it (in order)."""
+    groups: dict[int, list[int]] = {}
+    for i, width in enumerate(widths):
+        groups.setdefault(bucket_width(int(width), max_width, bucket), []).append(i)
+    return groups

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from vihtr.data.preprocess import PAD_VALUE, ImageLoadError, Preprocess, load_image
+from vihtr.data.preprocess import WIDTH_BUCKET, ImageLoadError, Preprocess, bucket_width, load_image, to_width
 from vihtr.inference.calibration import Calibration
 from vihtr.inference.domains import ADDRESS_LM, DEFAULT_DOMAIN, AddressDomain, check_domain
 from vihtr.inference.types import Prediction
@@ -46,7 +46,6 @@ from vihtr.text.charset import SPECIAL_TOKENS, Charset
 METHODS = ("greedy", "beam", "ctc")
 BACKENDS = ("torch", "onnx")
 MODELS_ENV = "VIHTR_MODELS"
-DEFAULT_WIDTH_BUCKET = 64  # px: padding costs at most 63 blank columns, batches still fill up
 
 
 def default_model_paths() -> list[str]:
@@ -139,7 +138,7 @@ class Predictor:
         method: str = "greedy",
         beam_size: int = 4,
         batch_size: int = 16,
-        width_bucket: int = DEFAULT_WIDTH_BUCKET,
+        width_bucket: int = WIDTH_BUCKET,
         calibration: Calibration | None = None,
         domain: str = DEFAULT_DOMAIN,
         address_lm: str | os.PathLike | None = ADDRESS_LM,
@@ -186,8 +185,6 @@ class Predictor:
         `method=None` takes the decoding the release recommends (`recommended_method`); `domain=None` the
         release's default domain (`release_domain`).
         """
-        from vihtr.inference.ensemble import EnsembleDecoder
-
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if paths is None:
@@ -217,19 +214,33 @@ class Predictor:
                 model.encoder.backbone.to(memory_format=torch.channels_last)
             models.append(model)
             preprocesses.append(preprocess)
-        decoder = EnsembleDecoder(models, device=device if backend == "torch" else "cpu")
-        calibration = release_calibration(paths[0]) if len(paths) == 1 else None
-        return cls(
-            decoder,
+        return cls.from_models(
+            models,
             preprocesses,
-            decoder.charset,
             method,
-            beam_size,
-            batch_size,
-            calibration=calibration,
+            beam_size=beam_size,
+            batch_size=batch_size,
+            device=device if backend == "torch" else "cpu",
+            calibration=release_calibration(paths[0]) if len(paths) == 1 else None,
             domain=domain or release_domain(paths[0]),
             address_lm=address_lm,
         )
+
+    @classmethod
+    def from_models(
+        cls,
+        models: Sequence,
+        preprocesses: Sequence[Preprocess],
+        method: str = "greedy",
+        device: str = "cpu",
+        **kwargs,
+    ) -> Predictor:
+        """Models in memory (`OCRModel`s in eval mode, e.g. a training checkpoint's) with their preprocessing;
+        two or more decode as an ensemble. `kwargs` go to `Predictor(...)`."""
+        from vihtr.inference.ensemble import EnsembleDecoder
+
+        decoder = EnsembleDecoder(list(models), device=device)
+        return cls(decoder, preprocesses, decoder.charset, method, **kwargs)
 
     @property
     def address(self) -> AddressDomain:
@@ -242,16 +253,8 @@ class Predictor:
         return self.predict([image], domain=domain)[0]
 
     def _bucketed(self, tensor: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-        """Right-pad a line with blank paper to the next multiple of `width_bucket` (at most max_width)."""
-        width = tensor.shape[-1]
-        target = max(
-            width, min(preprocess.max_width, math.ceil(width / self.width_bucket) * self.width_bucket)
-        )
-        if target == width:
-            return tensor
-        padded = torch.full((*tensor.shape[:-1], target), PAD_VALUE, dtype=tensor.dtype)
-        padded[..., :width] = tensor
-        return padded
+        """Right-pad a line with blank paper to its width bucket (`vihtr.data.preprocess.bucket_width`)."""
+        return to_width(tensor, bucket_width(tensor.shape[-1], preprocess.max_width, self.width_bucket))
 
     def predict(self, images: Sequence, domain: str | None = None) -> list[Prediction]:
         """Paths, PIL images, numpy arrays or bytes -> one `Prediction` per input, in input order.

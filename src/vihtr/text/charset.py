@@ -36,6 +36,12 @@ PAD, SOS, EOS, MASK = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<mask>")
 
 
+def longest_label(max_len: int | None) -> int | None:
+    """The longest label a decoder of `max_len` tokens reads: its sequence also holds SOS and EOS. The one
+    label-length limit: training skips longer labels (`data.max_label_length`), and so does evaluation."""
+    return None if max_len is None else int(max_len) - 2
+
+
 class UnknownCharacterError(ValueError):
     """A label holds a character the charset cannot represent."""
 

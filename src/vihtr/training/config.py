@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from vihtr.paths import REPO_ROOT
-from vihtr.text.charset import VIETNAMESE_CHARSET
+from vihtr.text.charset import VIETNAMESE_CHARSET, longest_label
 
 CONFIG_DIR = REPO_ROOT / "conf"
 CHARSETS = {"vietnamese": VIETNAMESE_CHARSET}
@@ -24,9 +26,26 @@ def on_gpu(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def with_split(source: DictConfig, split: str) -> DictConfig:
+    """A source's config with its `split` set, so training and validation read one definition of each real
+    source (`data.sources` in conf/data/default.yaml): `${vihtr.split:${data.sources.kalapa},val}`."""
+    node = OmegaConf.to_container(source, resolve=True)
+    node.pop("_partial_", None)  # the definition is partial so that it is not built itself
+    node["split"] = split
+    return OmegaConf.create(node)
+
+
+def data_workers(most: int) -> int:
+    """DataLoader workers that fit the machine: at most `most`, and one core left to the training loop."""
+    return max(0, min(int(most), (os.cpu_count() or 1) - 1))
+
+
 def register_resolvers() -> None:
     resolvers = {
         "vihtr.charset": lambda name: CHARSETS[name],
+        "vihtr.split": with_split,
+        "vihtr.workers": data_workers,
+        "vihtr.longest_label": longest_label,
         "vihtr.precision": auto_precision,
         "vihtr.on_gpu": on_gpu,
         "vihtr.repo_root": lambda: str(REPO_ROOT),

@@ -1,8 +1,14 @@
-"""What `src/eval.py` does: decode a labelled set with a checkpoint, and explain its errors.
+"""One way to evaluate a model on labelled lines, for every caller: `src/eval.py`, `scripts/release.py
+score` and `calibrate`.
 
-Outputs, in the run folder: `metrics.json` (overall and per source), `lines.tsv` (every line with its
+The lines are the data config's validation lines (the same selection, seeds and rendering as training
+validation; `data.val_size_per_source=null` for a whole fold) or a `labels.tsv`. A `Predictor` reads them,
+so a release is scored exactly as users read with it (its decoding method and domain), and a training
+checkpoint as training validation decoded it (`OCRSystem.decode_batch` uses the same width buckets).
+
+Reports, in the run folder: `metrics.json` (overall and per source), `lines.tsv` (every line with its
 prediction and edit distance), `errors_by_kind.json` (diacritic-only vs base-letter errors), and
-`cer_by_writer_and_length.png` (a chart for a person to look at).
+`cer_by_writer_and_length.png` (per source: CER per writer and by label length).
 """
 
 from __future__ import annotations
@@ -12,13 +18,18 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 
 import editdistance
+import hydra
 import torch
+from omegaconf import DictConfig, open_dict
 
+from vihtr.data.datamodule import LineDataModule
 from vihtr.data.preprocess import Preprocess
+from vihtr.data.sources.base import Sample
+from vihtr.data.sources.real import LineFolderSource
+from vihtr.inference.predictor import Predictor
 from vihtr.models.ocr import OCRModel
 from vihtr.text.metrics import LineMetrics, strip_diacritics
 
@@ -40,16 +51,94 @@ def load_model(path: str) -> tuple[OCRModel, Preprocess]:
     return model.eval(), Preprocess.from_dict(dict(hp["preprocess"]))
 
 
-@torch.inference_mode()
-def predict_batches(model: OCRModel, batches: Iterable[dict], method: str, beam_size: int) -> list[dict]:
-    rows = []
-    for batch in batches:
-        result = model.decode(batch["images"], batch["widths"], method=method, beam_size=beam_size)
-        for pred, text, source, group in zip(
-            model.texts(result), batch["texts"], batch["sources"], batch["groups"]
-        ):
-            rows.append({"source": source, "writer": group, "target": text, "prediction": pred})
-    return rows
+def load_predictor(
+    path: str,
+    method: str | None = None,
+    domain: str | None = None,
+    beam_size: int = 4,
+    batch_size: int = 16,
+    threads: int | None = None,
+) -> Predictor:
+    """A released model folder, read as users read with it (`method`/`domain` None: the release's own), or a
+    training checkpoint, read as its validation read it (its `val_decode`, the general domain)."""
+    if os.path.isdir(path):
+        return Predictor.from_release(
+            path, method=method, domain=domain, beam_size=beam_size, batch_size=batch_size, threads=threads
+        )
+    if threads:
+        torch.set_num_threads(threads)
+    hp = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]
+    model, preprocess = load_model(path)
+    return Predictor.from_models(
+        [model],
+        [preprocess],
+        method or hp.get("val_decode", "greedy"),
+        beam_size=beam_size,
+        batch_size=batch_size,
+        domain=domain or "general",
+    )
+
+
+def compose_eval_config(overrides: list[str]) -> DictConfig:
+    """`conf/eval.yaml` with `overrides`, for scripts outside `@hydra.main` (its output dir is not set)."""
+    from hydra import compose, initialize_config_dir
+
+    from vihtr.training.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("eval", overrides=overrides)
+
+
+def evaluation_lines(cfg: DictConfig, predictor: Predictor) -> list[Sample]:
+    """The labelled lines an eval config names, prepared for `predictor`'s model (its input height).
+
+    A `labels_tsv` is read in full (no folds); otherwise the data config's validation lines: the same
+    selection (`data.val_size_per_source`), seeds and rendering as training validation."""
+    with open_dict(cfg):
+        cfg.image = predictor.preprocesses[
+            0
+        ].to_dict()  # the model's own input size, whatever the config says
+    charset = predictor.charset.chars
+    if cfg.get("labels_tsv"):
+        labels = Path(cfg.labels_tsv)
+        source = LineFolderSource(
+            labels.parent,
+            name=labels.parent.name,
+            labels=labels.name,
+            tone_style=cfg.tone_style,
+            charset=charset,
+            fold=None,
+            load_height=cfg.image.height,
+        )
+        datamodule = LineDataModule(
+            train_sources={},
+            val_sources={source.name: source},
+            charset=charset,
+            preprocess=cfg.image,
+            val_size_per_source=None,
+            seed=cfg.seed,
+        )
+    else:
+        with open_dict(cfg):
+            cfg.data.train_sources = {}  # only the validation lines are read
+        datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.setup("validate")
+    return [datamodule.val_set.sample(k) for k in range(len(datamodule.val_set))]
+
+
+def read_lines(predictor: Predictor, lines: list[Sample], domain: str | None = None) -> list[dict]:
+    """One row per line: source, writer, target, prediction, confidence."""
+    preds = predictor.predict([line.image for line in lines], domain=domain)
+    return [
+        {
+            "source": line.source,
+            "writer": line.group,
+            "target": line.text,
+            "prediction": p.text,
+            "confidence": p.confidence,
+        }
+        for line, p in zip(lines, preds, strict=True)
+    ]
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -83,12 +172,14 @@ def write_lines(rows: list[dict], path: Path) -> None:
 
 
 def plot_errors(rows: list[dict], path: Path) -> None:
+    """One row of two charts per source (writers of different datasets are not comparable): CER per writer,
+    sorted, and CER by label length."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def cer_by(key) -> dict:
+    def cer_by(rows, key) -> dict:
         edits, chars = defaultdict(int), defaultdict(int)
         for r in rows:
             k = key(r)
@@ -96,39 +187,47 @@ def plot_errors(rows: list[dict], path: Path) -> None:
             chars[k] += max(len(r["target"]), 1)
         return {k: edits[k] / chars[k] for k in edits}
 
-    by_writer = cer_by(lambda r: f"{r['source']}:{r['writer']}")
-    by_length = cer_by(lambda r: min(len(r["target"]) // 10 * 10, 80))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.5))
-    writers = sorted(by_writer, key=by_writer.get)
-    a.bar(range(len(writers)), [100 * by_writer[w] for w in writers], color="#3b6ea5")
-    a.set_title(f"CER per writer ({len(writers)} writers)")
-    a.set_ylabel("CER %")
-    a.set_xlabel("writer, sorted by CER")
-    lengths = sorted(by_length)
-    b.bar(
-        [f"{n}-{n + 9}" if n < 80 else "80+" for n in lengths],
-        [100 * by_length[n] for n in lengths],
-        color="#a55b3b",
-    )
-    b.set_title("CER by label length (characters)")
-    b.set_ylabel("CER %")
+    sources = sorted({r["source"] for r in rows})
+    fig, axes = plt.subplots(len(sources), 2, figsize=(14, 4.5 * len(sources)), squeeze=False)
+    for (a, b), source in zip(axes, sources):
+        mine = [r for r in rows if r["source"] == source]
+        overall = sum(editdistance.eval(r["prediction"], r["target"]) for r in mine) / max(
+            sum(len(r["target"]) for r in mine), 1
+        )
+        by_writer = cer_by(mine, lambda r: r["writer"])
+        by_length = cer_by(mine, lambda r: min(len(r["target"]) // 10 * 10, 80))
+        writers = sorted(by_writer, key=by_writer.get)
+        a.bar(range(len(writers)), [100 * by_writer[w] for w in writers], color="#3b6ea5")
+        a.axhline(
+            100 * overall, color="black", linewidth=1, linestyle="--", label=f"all: {100 * overall:.1f} %"
+        )
+        a.set_title(f"{source}: CER per writer ({len(writers)} writers, {len(mine)} lines)")
+        a.set_ylabel("CER %")
+        a.set_xlabel("writer, sorted by CER")
+        a.legend(loc="upper left")
+        lengths = sorted(by_length)
+        b.bar(
+            [f"{n}-{n + 9}" if n < 80 else "80+" for n in lengths],
+            [100 * by_length[n] for n in lengths],
+            color="#a55b3b",
+        )
+        b.set_title(f"{source}: CER by label length (characters)")
+        b.set_ylabel("CER %")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def evaluate(
-    model: OCRModel, batches: Iterable[dict], out_dir: str, method: str = "greedy", beam_size: int = 4
-) -> dict:
+def evaluate(predictor: Predictor, lines: list[Sample], out_dir: str, domain: str | None = None) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = predict_batches(model, batches, method, beam_size)
+    rows = read_lines(predictor, lines, domain)
     metrics = summarise(rows)
     kinds = error_kinds(rows)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False))
     (out / "errors_by_kind.json").write_text(json.dumps(kinds, indent=2))
     write_lines(rows, out / "lines.tsv")
     plot_errors(rows, out / "cer_by_writer_and_length.png")
-    log.info("metrics: %s", json.dumps(metrics.get("all", {})))
+    log.info("metrics (%s, %s domain): %s", predictor.method, domain or predictor.domain, json.dumps(metrics))
     log.info("errors by kind: %s; details in %s", kinds, out)
     return metrics

