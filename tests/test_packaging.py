@@ -84,3 +84,15 @@ def test_data_and_cache_roots_are_defined_once_and_follow_the_environment(monkey
     assert Path(hydra_view.paths.data_root) == paths.data_root()
     assert Path(hydra_view.paths.cache_dir) == paths.cache_dir()
     assert Path(hydra_view.paths.root_dir) == paths.REPO_ROOT
+
+
+def test_the_readme_front_door_holds_the_two_set_up_commands_that_ci_runs():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == ["make train", "make test"]
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^test: install\b.*\n\t\$\(BIN\)/python -m pytest .*\btests$", makefile, re.M)
+    assert re.search(r"^train: install\b.*\n\t\$\(BIN\)/python src/train\.py", makefile, re.M)
+    assert re.search(r"^make test$", (REPO / ".ci" / "run").read_text(), re.M)
+    for section in ("## Use", "## Results", "## Layout"):  # the rest of the front door
+        assert f"\n{section}" in readme, section
