@@ -31,6 +31,7 @@ from vihtr.data.sources.base import Sample
 from vihtr.data.sources.real import LineFolderSource
 from vihtr.inference.predictor import Predictor
 from vihtr.models.ocr import OCRModel
+from vihtr.text.charset import longest_label
 from vihtr.text.metrics import LineMetrics, strip_diacritics
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,10 @@ def evaluation_lines(cfg: DictConfig, predictor: Predictor) -> list[Sample]:
 
     A `labels_tsv` is read in full (no folds); otherwise the data config's validation lines: the same
     selection (`data.val_size_per_source`), seeds and rendering as training validation."""
+    longest = longest_label(predictor.decoder.max_len)  # the lines training skips are skipped
     with open_dict(cfg):
-        cfg.image = predictor.preprocesses[
-            0
-        ].to_dict()  # the model's own input size, whatever the config says
+        cfg.image = predictor.preprocesses[0].to_dict()  # the model's input size, whatever the config says
+        cfg.data.max_label_length = longest
     charset = predictor.charset.chars
     if cfg.get("labels_tsv"):
         labels = Path(cfg.labels_tsv)
@@ -116,6 +117,7 @@ def evaluation_lines(cfg: DictConfig, predictor: Predictor) -> list[Sample]:
             charset=charset,
             preprocess=cfg.image,
             val_size_per_source=None,
+            max_label_length=longest,
             seed=cfg.seed,
         )
     else:
