@@ -199,23 +199,28 @@ def test_default_callbacks(tmp_path):
 @pytest.mark.parametrize(
     "debug, expected",
     [
-        ("fdr", {"fast_dev_run": True}),
+        ("fdr", {"fast_dev_run": 1}),
         ("overfit", {"num_sanity_val_steps": 0}),
-        ("limit", {"limit_train_batches": 20, "limit_val_batches": 5}),
+        # over a step-based experiment too: 2 epochs of 20 batches, validated at each epoch's end
+        (
+            "limit",
+            {"limit_train_batches": 20, "limit_val_batches": 5, "max_steps": -1, "val_check_interval": 1.0},
+        ),
     ],
 )
-def test_debug(debug, expected, tmp_path):
-    cfg = compose_config("train", ["trainer=cpu", f"debug={debug}"], tmp_path)
-    for key, value in expected.items():
-        assert cfg.trainer[key] == value
+@pytest.mark.parametrize("experiment", [None, "lite1_ctc"])
+def test_debug(debug, expected, experiment, tmp_path):
+    overrides = ["trainer=cpu", f"debug={debug}", *([f"experiment={experiment}"] if experiment else [])]
+    cfg = compose_config("train", overrides, tmp_path)
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
+    for key, value in expected.items():  # what the Trainer built from the composed config does
+        assert getattr(trainer, key) == value, key
     if debug in ("fdr", "overfit"):
         assert not cfg.get("logger") and cfg.test is False
     if debug == "overfit":  # trains and validates on the same few lines, as they are
         assert cfg.fold == "all" and cfg.data.augment is None
         assert cfg.data.train_sources.kalapa.root == cfg.data.val_sources.kalapa.root
         assert cfg.data.train_sources.vnondb is None and cfg.data.val_sources.vnondb is None
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[])
-    assert isinstance(trainer, pl.Trainer)
 
 
 # experiment -> (backbone, stage, d_model, image height)
