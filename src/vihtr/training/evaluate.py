@@ -44,7 +44,10 @@ def load_model(path: str) -> tuple[OCRModel, Preprocess]:
 
         model, preprocess, _ = load_release(path)
         return model, preprocess
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return _model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def _model_from_checkpoint(ckpt: dict) -> tuple[OCRModel, Preprocess]:
     hp = ckpt["hyper_parameters"]
     model = OCRModel(**dict(hp["net"]))
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -68,12 +71,12 @@ def load_predictor(
         )
     if threads:
         torch.set_num_threads(threads)
-    hp = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]
-    model, preprocess = load_model(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # read once: it may hold optimizer state
+    model, preprocess = _model_from_checkpoint(ckpt)
     return Predictor.from_models(
         [model],
         [preprocess],
-        method or hp.get("val_decode", "greedy"),
+        method or ckpt["hyper_parameters"].get("val_decode", "greedy"),
         beam_size=beam_size,
         batch_size=batch_size,
         domain=domain or "general",

@@ -60,10 +60,7 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
 def quiet_known_warnings() -> None:
     """Silence warnings a user cannot act on, each for a stated reason; every other warning stays."""
     # Lightning's own use of a deprecated torch pytree API (pytorch_lightning/utilities/_pytree.py)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
-    warnings.filterwarnings(
-        "ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=DeprecationWarning
-    )
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     # the training stream gives each DataLoader worker (and DDP rank) its own seed and share of the epoch
     # (vihtr.data.datamodule.MixtureStream), which is what this warning asks for
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
