@@ -4,11 +4,12 @@ import json
 
 import pytest
 import torch
-from inference_helpers import assert_batch_invariant, train_tiny_release
+from inference_helpers import TINY_PREPROCESS, assert_batch_invariant, train_tiny_release
 
 from vihtr.inference.onnx_export import ENCODER_FILE, META_FILE, STEP_FILE, OnnxModel
 from vihtr.inference.predictor import Predictor
-from vihtr.models.release import load_release
+from vihtr.models.ocr import OCRModel
+from vihtr.models.release import load_release, save_release
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +65,50 @@ def test_onnx_encoder_logits_match_torch_for_other_batch_and_width(tiny_release,
         expected = model.ctc_head(memory).log_softmax(-1)
     assert started.lengths.tolist() == (~mask).sum(1).tolist()
     assert torch.allclose(started.ctc_log_probs, expected, atol=1e-3)
+
+
+def test_lstm_ctc_release_with_same_padding_exports_traced(tmp_path, real_images, monkeypatch):
+    """The shipped kind of model (tf_ backbone with "same" padding, BiLSTM columns split in two, CTC only)
+    is exported by the TorchScript exporter: the dynamo exporter, which took many minutes on it, is not
+    called, and onnxruntime reads real lines as torch does."""
+    from vihtr.inference import onnx_export
+
+    def no_dynamo(*args, **kwargs):
+        raise AssertionError("the dynamo exporter was called")
+
+    monkeypatch.setattr(onnx_export, "_export", no_dynamo)
+    torch.manual_seed(0)
+    model = OCRModel(
+        backbone="tf_mobilenetv3_small_minimal_100", d_model=64, encoder_layers=1, context="lstm",
+        width_stride=4, column_upsample=2, decoder="none", ctc=True, max_len=48, dropout=0.0,
+    ).eval()  # fmt: skip
+    release = save_release(model, tmp_path / "lstm-ctc", TINY_PREPROCESS)
+    files = onnx_export.export_release(release, tmp_path / "onnx")  # checks against torch
+    assert [f.name for f in files] == [ENCODER_FILE, META_FILE]
+    paths = [p for p, _ in real_images]
+    torch_preds = Predictor.from_release(release, method="ctc").predict(paths)
+    onnx_preds = Predictor.from_release(
+        release, method="ctc", backend="onnx", onnx_cache=tmp_path / "onnx-cache", threads=1
+    ).predict(paths)
+    assert [p.text for p in onnx_preds] == [p.text for p in torch_preds]
+
+
+def test_traced_export_that_bakes_in_a_width_is_rejected(tmp_path):
+    """A graph traced with a shape-dependent Python value reads only the traced width: the check refuses
+    it, so the exporter falls back to dynamo."""
+    from vihtr.inference.onnx_export import _export_traced
+
+    class BakesWidth(torch.nn.Module):
+        def forward(self, images, widths):
+            columns = int(images.shape[-1]) // 8  # a Python int: a constant in the traced graph
+            return widths // 8, images.mean(dim=(1, 2))[:, :columns].log_softmax(-1)[..., None]
+
+    class Dynamic(torch.nn.Module):
+        def forward(self, images, widths):
+            return widths // 8, images.mean(dim=(1, 2))[:, ::8].log_softmax(-1)[..., None]
+
+    args = (torch.rand(2, 1, 32, 256), torch.tensor([256, 160]))
+    names = ["images", "widths"], ["lengths", "ctc_log_probs"]
+    with torch.no_grad():
+        assert not _export_traced(BakesWidth(), args, tmp_path / "baked.onnx", *names)
+        assert _export_traced(Dynamic(), args, tmp_path / "dynamic.onnx", *names)

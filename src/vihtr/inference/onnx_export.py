@@ -5,9 +5,11 @@
 - `decoder_step.onnx` (transformer decoders): the newest token + the past self-attention keys/values ->
   next-token log-probs + the extended keys/values. Each step runs the layers on one token only.
 
-Both are exported with `torch.onnx.export(..., dynamo=True)` (the legacy exporter gives wrong outputs
-here) with dynamic batch, width and prefix length. The GRU "attention" decoder is not exported: such a
-model can only use the ONNX path with `method="ctc"`.
+The encoder is exported first by the TorchScript exporter (seconds; the dynamo exporter spends many
+minutes on the "same" padding of the tf_ EfficientNets) and kept only when onnxruntime matches torch on
+batches of other sizes and widths than the traced one; otherwise, and for the decoder step, by
+`torch.onnx.export(..., dynamo=True)` with dynamic batch, width and prefix length. The GRU "attention"
+decoder is not exported: such a model can only use the ONNX path with `method="ctc"`.
 
     from vihtr.inference.onnx_export import export_release
     export_release("models/vihtr-lite1")  # writes models/vihtr-lite1/onnx/
@@ -20,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +94,32 @@ class DecoderStepGraph(nn.Module):
         return log_probs, torch.stack(new_k), torch.stack(new_v)
 
 
+def _export_traced(module: nn.Module, args: tuple, path: Path, input_names, output_names) -> bool:
+    """The TorchScript exporter: batch and width dynamic. True when onnxruntime reads batches of other
+    sizes and widths than the traced one as torch does (tracing may bake in a shape-dependent branch)."""
+    import onnxruntime as ort
+
+    axes = {"images": {0: "batch", 3: "width"}, "widths": {0: "batch"}, "lengths": {0: "batch"}}
+    axes |= {name: {0: "batch", 1: "columns"} for name in output_names if name != "lengths"}
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+        torch.onnx.export(
+            module.eval(), args, str(path), dynamo=False, input_names=input_names,
+            output_names=output_names, dynamic_axes=axes, opset_version=17,
+        )  # fmt: skip
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = args[0]
+    generator = torch.Generator().manual_seed(0)
+    for widths in ([images.shape[-1] + 96, images.shape[-1] - 64, 64], [32], [images.shape[-1] + 528] * 2):
+        batch = torch.rand(len(widths), *images.shape[1:-1], max(widths), generator=generator) * 2 - 1
+        widths = torch.tensor(widths)
+        expected = module(batch, widths)
+        got = session.run(None, {"images": batch.numpy(), "widths": widths.numpy()})
+        if any(g.shape != e.shape or abs(g - e.numpy()).max() > 1e-3 for g, e in zip(got, expected)):
+            return False
+    return True
+
+
 def _export(module: nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_shapes) -> None:
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
         program = torch.onnx.export(
@@ -127,15 +156,14 @@ def export_model(model, preprocess: Preprocess, folder: str | os.PathLike) -> li
     encoder = EncoderGraph(model)
     files = [folder / ENCODER_FILE]
     with torch.no_grad():
-        # width: a multiple of 16 between 32 and a few thousand pixels (what Preprocess produces)
-        _export(
-            encoder,
-            (images, widths),
-            files[0],
-            ["images", "widths"],
-            encoder.output_names(),
-            {"images": {0: batch, 3: 16 * torch.export.Dim("width16", min=2, max=512)}, "widths": {0: batch}},
-        )
+        names = ["images", "widths"], encoder.output_names()
+        if not _export_traced(encoder, (images, widths), files[0], *names):
+            # width: a multiple of 16 between 32 and a few thousand pixels (what Preprocess produces)
+            width = 16 * torch.export.Dim("width16", min=2, max=512)
+            _export(
+                encoder, (images, widths), files[0], *names,
+                {"images": {0: batch, 3: width}, "widths": {0: batch}},
+            )  # fmt: skip
         if encoder.with_decoder:
             layers, _, heads, n_columns, head_dim = encoder(images, widths)[-1].shape
             past = torch.zeros(layers, 2, heads, 3, head_dim)
