@@ -450,3 +450,21 @@ def test_bilstm_encoder_with_split_columns_exports_to_onnx(tmp_path):
 @pytest.mark.slow
 def test_efficientnetv2_encoder_exports_to_onnx(tmp_path):
     _check_encoder_onnx("tf_efficientnetv2_b1", tmp_path)
+
+
+def test_a_coarser_cnn_stride_starts_from_the_finer_models_column_split():
+    """Fine-tuning at CNN stride 16 (columns split in 4) from a model at stride 8 (split in 2): each new CNN
+    column is split as the old model split the two columns it now covers."""
+    from vihtr.models.encoder import tile_column_split
+
+    config = {**TINY, "backbone": "resnet18", "encoder_layers": 1, "context": "lstm", "width_stride": 4}
+    fine = OCRModel(**config, column_upsample=2)
+    coarse = OCRModel(**config, column_upsample=4)
+    state = fine.state_dict()
+    tile_column_split(state, coarse.encoder)
+    coarse.load_state_dict(state)
+    weight, d = fine.encoder.upsample.weight, config["d_model"]
+    torch.testing.assert_close(coarse.encoder.upsample.weight[: 2 * d], weight)
+    torch.testing.assert_close(coarse.encoder.upsample.weight[2 * d :], weight)
+    with pytest.raises(ValueError, match="cannot fit"):  # a finer split cannot come from a coarser one
+        tile_column_split(coarse.state_dict(), fine.encoder)

@@ -152,3 +152,20 @@ class CNNEncoder(nn.Module):
         lengths = torch.div(widths + (self.width_stride - 1), self.width_stride, rounding_mode="floor")
         memory_mask = torch.arange(t, device=images.device)[None, :] >= lengths[:, None]
         return self.norm(memory), memory_mask
+
+
+def tile_column_split(state: dict[str, torch.Tensor], encoder: CNNEncoder, prefix: str = "encoder.") -> None:
+    """Fit another run's column split into `encoder`, in place: a model whose CNN runs at a coarser stride
+    (more output columns per CNN column, `column_upsample` k' = m x k) starts with each CNN column split as
+    the source split m of its columns, which the new CNN column now covers."""
+    if encoder.upsample is None:
+        return
+    for name, target in encoder.upsample.state_dict().items():
+        key = prefix + "upsample." + name
+        source = state.get(key)
+        if source is None or source.shape == target.shape:
+            continue
+        repeats, rest = divmod(target.shape[0], source.shape[0])
+        if rest or source.shape[1:] != target.shape[1:]:
+            raise ValueError(f"{key}: cannot fit {tuple(source.shape)} into {tuple(target.shape)}")
+        state[key] = source.repeat(repeats, *([1] * (source.dim() - 1)))

@@ -19,6 +19,7 @@ import torch
 
 from vihtr.data.preprocess import Preprocess, to_width, width_buckets
 from vihtr.models import losses
+from vihtr.models.encoder import tile_column_split
 from vihtr.models.ocr import OCRModel
 from vihtr.models.pretrained import load_backbone_weights
 from vihtr.text.metrics import LineMetrics
@@ -71,6 +72,7 @@ class OCRSystem(pl.LightningModule):
         state = torch.load(path, map_location="cpu", weights_only=False)
         state = state.get("state_dict", state)
         state = {k.removeprefix("model."): v for k, v in state.items()}
+        tile_column_split(state, self.model.encoder)  # a coarser CNN stride than the source's
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         report = log.warning if missing or unexpected else log.info
         report("initialised from %s (%d missing, %d unexpected keys)", path, len(missing), len(unexpected))
