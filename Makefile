@@ -30,8 +30,8 @@ lm: install ## rebuild the address domain's word LM from public data (src/vihtr/
 data: install folds ## write a seeded synthetic set + contact sheets to data/synth/
 	$(BIN)/python scripts/make_data.py
 
-train: install folds ## train on the shipped default config (python src/train.py ...; ARGS="backbone=b2 stage=pretrain")
-	$(BIN)/python src/train.py $(ARGS)
+train: install folds ## train the shipped default's recipe (experiment=lite1_ctc; ARGS="backbone=b2 stage=pretrain" for the B1/B2 design)
+	$(BIN)/python src/train.py $(or $(ARGS),experiment=lite1_ctc)
 
 train-cpu: install folds ## the CPU-sized experiment (about an hour on 2 cores)
 	$(BIN)/python src/train.py experiment=cpu_small $(ARGS)

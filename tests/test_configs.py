@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import hydra
@@ -360,3 +361,28 @@ def test_data_workers_leave_a_core_to_the_training_loop(monkeypatch):
     for cores, workers in ((2, 1), (1, 0), (16, 4)):
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
         assert data_workers(4) == workers
+
+
+def test_make_train_trains_the_recipe_of_the_shipped_default(tmp_path):
+    """`make train` (no ARGS) composes the network and preprocessing of the default release."""
+    import json
+    import re
+
+    from vihtr.inference.predictor import default_model_paths
+    from vihtr.paths import REPO_ROOT
+
+    recipe = re.search(
+        r"^train:.*\n\t.*src/train\.py \$\(or \$\(ARGS\),(.+)\)$", (REPO_ROOT / "Makefile").read_text(), re.M
+    )
+    assert recipe, "make train has a default recipe"
+    cfg = compose_config("train", recipe.group(1).split(), tmp_path)
+    release = json.loads((Path(default_model_paths()[0]) / "config.json").read_text(encoding="utf-8"))
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
+    shipped = release["model"]
+    for key in ("backbone", "d_model", "width_stride", "column_upsample", "encoder_layers", "context", "ctc"):
+        assert net[key] == shipped[key], key
+    assert (net["decoder"] or "none") == shipped["decoder"]
+    assert (cfg.image.height, cfg.image.max_width) == (
+        release["preprocess"]["height"],
+        release["preprocess"]["max_width"],
+    )
