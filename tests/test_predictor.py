@@ -1,5 +1,6 @@
 """The predictor as a user calls it: images of every kind in, NFC text with confidences out."""
 
+import json
 import unicodedata
 
 import numpy as np
@@ -122,3 +123,22 @@ def test_default_model_paths_reads_the_environment(tiny_release, monkeypatch, tm
     monkeypatch.setenv("VIHTR_MODELS", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="no released model"):
         default_model_paths()
+
+
+def test_auto_backend_is_onnx_on_a_cpu_where_every_model_exports(tmp_path):
+    """`--backend auto` (the CLI's and the app's default): onnxruntime for CTC heads and transformer
+    decoders on a CPU; torch for the GRU attention decoder (not exported) and for other devices."""
+    from vihtr.inference.predictor import resolve_backend
+
+    folders = {}
+    for decoder in ("none", "transformer", "attention"):
+        folders[decoder] = tmp_path / decoder
+        folders[decoder].mkdir()
+        (folders[decoder] / "config.json").write_text(json.dumps({"model": {"decoder": decoder}}))
+    assert resolve_backend("auto", [folders["none"]]) == "onnx"
+    assert resolve_backend("auto", [folders["none"], folders["transformer"]]) == "onnx"
+    assert resolve_backend("auto", [folders["none"], folders["attention"]]) == "torch"
+    assert resolve_backend("auto", [folders["none"]], device="cuda") == "torch"
+    assert resolve_backend("torch", [folders["none"]]) == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("tensorrt", [folders["none"]])

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vihtr.inference.domains import DOMAINS
+from vihtr.inference.types import BACKENDS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 OUTPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".json": None}
@@ -144,7 +145,13 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "the end against the administrative-unit list; 'general' reads as the model does; 'auto' reads "
         "lines that end like an address as addresses (default: the release's, metadata.domain)",
     )
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto (default): onnxruntime on a CPU where the models export (exported once into "
+        "<model>/onnx/, then cached), else torch",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# how a model runs: torch, onnxruntime, or onnxruntime where the models export (`resolve_backend`)
+BACKENDS = ("torch", "onnx", "auto")
+
 
 @dataclass
 class Prediction:
