@@ -5,7 +5,8 @@
 Reads the first N Kalapa lines once each alone and once as the CLI reads a folder (one call, batches of
 `--batch-size` lines of similar width), or with `--mixed` as a server sees them (calls of `--batch-size`
 lines in random order, so widths mix), and prints the share of lines whose text or confidence (beyond
-1e-4) differs.
+1e-4) differs. `--versus onnx` also reads them batched with the other backend and counts the lines
+whose text differs between the two.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mixed", action="store_true", help="random calls of --batch-size lines")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--versus", choices=["torch", "onnx"], help="compare with this backend's reading")
     args = parser.parse_args()
     kalapa = Path(args.data_root) / "kalapa2023"
     rows = (kalapa / "labels.tsv").read_text(encoding="utf-8").splitlines()[: args.lines]
     paths = [str(kalapa / row.split("\t")[0]) for row in rows]
-    predictor = Predictor.from_release(args.models, threads=args.threads, batch_size=args.batch_size)
+    options = {"threads": args.threads, "batch_size": args.batch_size}
+    predictor = Predictor.from_release(args.models, backend=args.backend, **options)
     alone = [predictor.predict_one(p) for p in paths]
     if args.mixed:
         order = list(range(len(paths)))
@@ -58,6 +62,16 @@ def main() -> int:
         "text_changed_share": round(text / len(paths), 4),
         "confidence_changed": confidence,
     }
+    if args.versus:
+        other = Predictor.from_release(args.models, backend=args.versus, **options).predict(paths)
+        report |= {
+            "backend": args.backend,
+            "versus": args.versus,
+            "versus_text_changed": sum(a.text != b.text for a, b in zip(batched, other)),
+            "versus_max_confidence_diff": max(
+                abs(a.confidence - b.confidence) for a, b in zip(batched, other)
+            ),
+        }
     print(json.dumps(report))
     return 0
 
