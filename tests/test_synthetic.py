@@ -172,3 +172,47 @@ def test_make_data_writes_resumes_and_repeats(tmp_path, corpus_file):
     assert {p.name: p.read_bytes() for p in (folder / "images").iterdir()} == before  # same output, same seed
     assert images[0].stat().st_mtime_ns == mtime  # existing images were skipped
     assert (folder / "labels.tsv").read_text(encoding="utf-8").splitlines() == rows
+
+
+def test_default_corpora_leave_out_the_held_out_writers(tmp_path, monkeypatch):
+    """Synthetic lines never show the text of the writers every score holds out (fold 0): the default
+    corpus files and re-rendered labels hold only the other writers' lines; `held_out_fold=None` all."""
+    import shutil
+    import tarfile
+
+    from vihtr.data.sources.inkml import InkMLSource
+    from vihtr.data.sources.real import LineFolderSource
+    from vihtr.data.synthetic import corpus, sources
+
+    fixtures = Path(__file__).parent / "fixtures"
+    root = tmp_path / "data"
+    shutil.copytree(fixtures / "lines", root / "kalapa2023")
+    (root / "vnondb").mkdir()
+    with tarfile.open(root / "vnondb" / "InkData_line.tar.xz", "w:xz") as tar:
+        for f in sorted((fixtures / "inkml").glob("*.inkml")):
+            tar.add(f, arcname=f.name)
+    for module in (corpus, sources):
+        monkeypatch.setattr(module, "DEFAULT_DATA_ROOT", root)
+    monkeypatch.setattr(corpus, "DEFAULT_CACHE_DIR", tmp_path / "cache")
+
+    kalapa = {s: LineFolderSource(root / "kalapa2023", fold=0, split=s) for s in ("train", "val")}
+    archive = root / "vnondb" / "InkData_line.tar.xz"
+    vnondb = {s: InkMLSource(archive, cache_dir=tmp_path / "ink", fold=0, split=s) for s in ("train", "val")}
+    assert all(len(s) for s in [*kalapa.values(), *vnondb.values()])  # both folds have writers here
+
+    def keys(path):
+        return {line.split("\t")[0] for line in Path(path).read_text(encoding="utf-8").splitlines()}
+
+    kalapa_file, vnondb_file = corpus.default_corpus_files(root)
+    assert keys(kalapa_file) == set(kalapa["train"].keys)
+    assert keys(vnondb_file) == set(vnondb["train"].keys)
+    everything = corpus.default_corpus_files(root, held_out_fold=None)
+    assert len(corpus.read_corpus(everything[0])) == len(kalapa["train"]) + len(kalapa["val"])
+
+    held_out_only = set(kalapa["val"].texts) - set(kalapa["train"].texts)
+    relabelled = RealLabelSource(augment=False)
+    assert held_out_only and not held_out_only & set(relabelled.labels)
+    assert held_out_only <= set(RealLabelSource(held_out_fold=None, augment=False).labels)
+    assert len(CorpusSource(size=10, augment=False).generator.lines) == len(kalapa["train"]) + len(
+        vnondb["train"]
+    )

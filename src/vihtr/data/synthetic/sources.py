@@ -11,17 +11,18 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
-from pathlib import Path
 
 from vihtr.data.augment import LineAugment
 from vihtr.data.sources.base import Sample
 from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.data.synthetic.corpus import (
     DEFAULT_DATA_ROOT,
+    HELD_OUT_FOLD,
     CorpusLineGenerator,
     WordSequenceGenerator,
     default_corpus_files,
     in_charset,
+    kalapa_labels,
     read_corpus,
 )
 from vihtr.data.synthetic.render import LineRenderer
@@ -104,7 +105,8 @@ class AddressSource(SyntheticSource):
 
 
 class CorpusSource(SyntheticSource):
-    """Word windows (random length) cut from corpus lines; default corpora: Kalapa labels + VNOnDB text."""
+    """Word windows (random length) cut from corpus lines; default corpora: Kalapa labels + VNOnDB text of
+    the writers outside `held_out_fold` (None: all of it)."""
 
     def __init__(
         self,
@@ -112,10 +114,11 @@ class CorpusSource(SyntheticSource):
         size: int = 100_000,
         corpus_files: Sequence[str | os.PathLike] | None = None,
         words: Sequence[int] = (2, 12),
+        held_out_fold: int | None = HELD_OUT_FOLD,
         **kwargs,
     ) -> None:
         super().__init__(name=name, size=size, **kwargs)
-        files = list(corpus_files) if corpus_files else default_corpus_files()
+        files = list(corpus_files) if corpus_files else default_corpus_files(held_out_fold=held_out_fold)
         self.generator = CorpusLineGenerator.from_files(files, tuple(words))
 
     def _generate(self, index: int, rng: random.Random) -> str:
@@ -123,16 +126,20 @@ class CorpusSource(SyntheticSource):
 
 
 class RealLabelSource(SyntheticSource):
-    """Every real label re-rendered in synthetic hands: line `index` is label `index % len(labels)`."""
+    """Real labels re-rendered in synthetic hands: line `index` is label `index % len(labels)`. Default
+    labels: Kalapa's, without the writers of `held_out_fold` (None: all of them)."""
 
     def __init__(
         self,
         name: str = "synth_real_labels",
         labels_file: str | os.PathLike | None = None,
         size: int | None = None,
+        held_out_fold: int | None = HELD_OUT_FOLD,
         **kwargs,
     ) -> None:
-        path = Path(labels_file or DEFAULT_DATA_ROOT / "kalapa2023" / "labels.tsv")
+        path = labels_file or kalapa_labels(held_out_fold=held_out_fold)
+        if path is None:
+            raise FileNotFoundError(f"no Kalapa labels under {DEFAULT_DATA_ROOT} (set VIHTR_DATA_ROOT)")
         self.labels = read_corpus(path)
         super().__init__(name=name, size=size or len(self.labels), **kwargs)
 
