@@ -468,11 +468,13 @@ class CountingPredictor:
         return [Prediction(text=str(len(image)), confidence=1.0) for image in images]
 
 
-def test_concurrent_requests_share_forward_passes(line_images):
+@pytest.mark.parametrize("batch_lines", [32, 1])
+def test_concurrent_requests_share_forward_passes(line_images, batch_lines):
+    """Concurrent requests are read together, up to `batch_lines` lines a call (1: one at a time)."""
     import threading
 
     predictor = CountingPredictor()
-    running = start_in_thread(create_app(predictor=predictor))
+    running = start_in_thread(create_app(predictor=predictor, batch_lines=batch_lines))
     try:
         sizes = [len(png_bytes((100 + 10 * i, 32))) for i in range(12)]
         answers: dict[int, dict] = {}
@@ -488,7 +490,11 @@ def test_concurrent_requests_share_forward_passes(line_images):
         assert sorted(answers) == list(range(12))
         for i, answer in answers.items():  # each request got its own line back
             assert answer["predictions"][0]["text"] == str(sizes[i])
-        assert sum(predictor.calls) == 12 and len(predictor.calls) < 12 and max(predictor.calls) > 1
+        assert sum(predictor.calls) == 12
+        if batch_lines == 1:
+            assert predictor.calls == [1] * 12
+        else:
+            assert len(predictor.calls) < 12 and max(predictor.calls) > 1
     finally:
         running.stop()
 

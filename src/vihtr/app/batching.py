@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
+BATCH_LINES = 32  # lines of concurrent requests read in one call at most
+
 
 def _malloc_trim() -> Callable[[], None]:
     try:
@@ -51,7 +53,7 @@ class BatchQueue:
     """`queue(images, key) -> results`, from any thread; the calls are served by one worker, grouped."""
 
     def __init__(
-        self, predict: Callable[[list, object], list], max_lines: int = 32, max_wait_ms: float = 2.0
+        self, predict: Callable[[list, object], list], max_lines: int = BATCH_LINES, max_wait_ms: float = 2.0
     ) -> None:
         self._predict = predict
         self.max_lines = max(1, max_lines)

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from vihtr.app.batching import BATCH_LINES
 from vihtr.app.serving import CHANNEL_TIMEOUT_S, CONNECTION_LIMIT, SERVER_THREADS, SERVERS
 from vihtr.cli import add_model_arguments
 
@@ -49,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=CHANNEL_TIMEOUT_S,
         help="seconds before an idle connection is closed",
     )
+    p.add_argument(
+        "--batch-lines",
+        type=int,
+        default=BATCH_LINES,
+        help="lines of concurrent requests read together at most (1: one request at a time)",
+    )
     p.add_argument("--lazy", action="store_true", help="load the models at the first request, not at start")
 
 
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             max_request_pixels=args.max_request_pixels,
             predictor_options=options,
             preload=not args.lazy,
+            batch_lines=args.batch_lines,
         )
     except ServiceUnavailable as e:
         print(f"error: {e.description}", file=sys.stderr)

@@ -36,7 +36,7 @@ from werkzeug.exceptions import (
 )
 
 import vihtr
-from vihtr.app.batching import BatchQueue
+from vihtr.app.batching import BATCH_LINES, BatchQueue
 from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
 from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
@@ -58,13 +58,17 @@ class Models:
     """The predictor behind the API: loaded once, at first use; concurrent calls are batched together."""
 
     def __init__(
-        self, predictor=None, model_paths: Sequence[str] | None = None, predictor_options=None
+        self,
+        predictor=None,
+        model_paths: Sequence[str] | None = None,
+        predictor_options=None,
+        batch_lines: int = BATCH_LINES,
     ) -> None:
         self._predictor = predictor
         self._paths = list(model_paths) if model_paths else None
         self._options = dict(predictor_options or {})
         self._load_lock = threading.Lock()
-        self._queue = BatchQueue(self._predict_now)
+        self._queue = BatchQueue(self._predict_now, max_lines=batch_lines)
         self.names: list[str] = [type(predictor).__name__] if predictor is not None else []
         self.error = ""
 
@@ -175,9 +179,11 @@ def create_app(
     max_request_pixels: int | None = None,
     predictor_options: dict | None = None,
     preload: bool = False,
+    batch_lines: int = BATCH_LINES,
 ) -> Flask:
     """The Flask app. `predictor`: anything with `predict(images) -> list[Prediction]` (tests, custom setups);
     without it, `Predictor.from_release(model_paths, **predictor_options)` (default: the shipped models).
+    `batch_lines`: lines of concurrent requests read in one call at most (1: one request at a time).
     `samples_dir`: the folder `/api/samples` draws from (default: the samples shipped with the app)."""
     max_request_pixels = max_request_pixels or REQUEST_PIXEL_FACTOR * max_pixels
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
@@ -185,7 +191,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
     app.config["MAX_FORM_PARTS"] = max(MAX_FORM_PARTS, 2 * max_files)
     app.json.ensure_ascii = False
-    models = Models(predictor, model_paths, predictor_options)
+    models = Models(predictor, model_paths, predictor_options, batch_lines)
     samples = SampleFolder(samples_dir)
     limits = {
         "max_files": max_files,
