@@ -74,7 +74,7 @@ def default_model_paths() -> list[str]:
 
 def resolve_backend(backend: str, paths: Sequence[str | os.PathLike], device: str = "cpu") -> str:
     """`auto`: onnxruntime on a CPU when every model exports (CTC heads, transformer decoders; it reads the
-    shipped model ~1.7x faster than torch, the same text), else torch."""
+    shipped model 1.4-1.6x faster than torch, the same text), else torch."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
