@@ -43,6 +43,15 @@ STEP_FILE = "decoder_step.onnx"
 META_FILE = "export.json"
 
 
+# the dynamic dimensions of the encoder graph's outputs (mem_k/mem_v: layers x B x heads x columns x dh)
+OUTPUT_AXES = {
+    "lengths": {0: "batch"},
+    "ctc_log_probs": {0: "batch", 1: "columns"},
+    "mem_k": {1: "batch", 3: "columns"},
+    "mem_v": {1: "batch", 3: "columns"},
+}
+
+
 class EncoderGraph(nn.Module):
     """What runs once per line: the CNN encoder, the CTC head, and the decoder's memory keys/values."""
 
@@ -99,8 +108,9 @@ def _export_traced(module: nn.Module, args: tuple, path: Path, input_names, outp
     sizes and widths than the traced one as torch does (tracing may bake in a shape-dependent branch)."""
     import onnxruntime as ort
 
-    axes = {"images": {0: "batch", 3: "width"}, "widths": {0: "batch"}, "lengths": {0: "batch"}}
-    axes |= {name: {0: "batch", 1: "columns"} for name in output_names if name != "lengths"}
+    axes = {"images": {0: "batch", 3: "width"}, "widths": {0: "batch"}} | {
+        name: OUTPUT_AXES[name] for name in output_names
+    }
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
         torch.onnx.export(

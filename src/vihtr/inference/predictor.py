@@ -81,19 +81,21 @@ def resolve_backend(backend: str, paths: Sequence[str | os.PathLike], device: st
         return backend
     if device != "cpu":
         return "torch"
-    decoders = {
-        json.loads((Path(p) / "config.json").read_text(encoding="utf-8"))["model"].get("decoder")
-        for p in paths
-    }
+    decoders = {release_config(p).get("model", {}).get("decoder") for p in paths}
     return "onnx" if decoders <= {"transformer", "none"} else "torch"
+
+
+def release_config(path: str | os.PathLike) -> dict:
+    """A release's config.json ({} when the folder has none)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return {}
+    return json.loads(config.read_text(encoding="utf-8"))
 
 
 def release_metadata(path: str | os.PathLike) -> dict:
     """The `metadata` of a release's config.json ({} when the folder has none)."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return {}
-    return json.loads(config.read_text(encoding="utf-8")).get("metadata", {})
+    return release_config(path).get("metadata", {})
 
 
 def recommended_method(paths: Sequence[str | os.PathLike]) -> str:
@@ -196,7 +198,8 @@ class Predictor:
         """Load released model folders (default: `default_model_paths()`); two or more decode as an ensemble.
 
         `backend="onnx"` runs the exported graphs with onnxruntime (exported on first use into `onnx_cache`,
-        default `<release>/onnx/`); `"auto"`: onnx where the models export (`resolve_backend`); `threads` sets torch's (and onnxruntime's) intra-op threads.
+        default `<release>/onnx/`); `"auto"`: onnx where the models export (`resolve_backend`); `threads`
+        sets torch's (and onnxruntime's) intra-op threads.
         `method=None` takes the decoding the release recommends (`recommended_method`); `domain=None` the
         release's default domain (`release_domain`).
         """

@@ -3,7 +3,8 @@
 Default corpora are the Kalapa label texts (re-rendering real addresses in new hands) and the VNOnDB
 transcriptions (newspaper and essay prose, `<Tg_Truth>` of the InkML inside the tar.xz, extracted once
 into a cache folder), of the writers outside the held-out fold (fold 0, on which every reported score is
-measured): synthetic lines never show the text a score is measured on. Words come from the pyvi word list vendored in `vihtr/assets/words/` (MIT).
+measured): synthetic lines never show the text a score is measured on. Words come from the pyvi word list
+vendored in `vihtr/assets/words/` (MIT).
 Every text is NFC-normalised and only lines inside the charset are kept.
 """
 
@@ -68,19 +69,26 @@ def vnondb_transcriptions(
 HELD_OUT_FOLD = 0  # the writer fold every reported score holds out
 
 
+def _training_text(source, held_out_fold: int) -> Path:
+    """A real source's training side (`fold`/`split="train"` already chosen) written as a labels file."""
+    from vihtr.data.sources.real import write_labels
+
+    target = DEFAULT_CACHE_DIR / "corpus" / f"{source.name}_without_fold{held_out_fold}.tsv"
+    return Path(write_labels(source, target))
+
+
 def kalapa_labels(
     data_root: str | os.PathLike | None = None, held_out_fold: int | None = HELD_OUT_FOLD
 ) -> Path | None:
     """The Kalapa labels (`labels.tsv`), without the lines of writers in `held_out_fold` (None: all)."""
     labels = Path(data_root or DEFAULT_DATA_ROOT) / "kalapa2023" / "labels.tsv"
-    if not labels.is_file() or held_out_fold is None:
-        return labels if labels.is_file() else None
-    from vihtr.data.sources.real import LineFolderSource, write_labels
+    if not labels.is_file():
+        return None
+    if held_out_fold is None:
+        return labels
+    from vihtr.data.sources.real import LineFolderSource
 
-    source = LineFolderSource(labels.parent, fold=held_out_fold, split="train")
-    return Path(
-        write_labels(source, DEFAULT_CACHE_DIR / "corpus" / f"kalapa_without_fold{held_out_fold}.tsv")
-    )
+    return _training_text(LineFolderSource(labels.parent, fold=held_out_fold, split="train"), held_out_fold)
 
 
 def default_corpus_files(
@@ -98,13 +106,10 @@ def default_corpus_files(
         files.append(vnondb_transcriptions(archive))
     elif archive.is_file():
         from vihtr.data.sources.inkml import InkMLSource
-        from vihtr.data.sources.real import write_labels
 
-        source = InkMLSource(
-            archive, cache_dir=DEFAULT_CACHE_DIR / "vnondb", fold=held_out_fold, split="train"
-        )
-        target = DEFAULT_CACHE_DIR / "corpus" / f"vnondb_without_fold{held_out_fold}.tsv"
-        files.append(Path(write_labels(source, target)))
+        cache = DEFAULT_CACHE_DIR / "vnondb"
+        source = InkMLSource(archive, cache_dir=cache, fold=held_out_fold, split="train")
+        files.append(_training_text(source, held_out_fold))
     if not files:
         raise FileNotFoundError(f"no default corpus under {root} (set VIHTR_DATA_ROOT or pass corpus_files)")
     return files
