@@ -113,3 +113,19 @@ def test_a_line_scan_decodes_exactly_as_in_training():
     scan = Image.fromarray(line_image(width=1500, height=220)).convert("RGB")
     data = encoded(scan, "JPEG", quality=90)
     assert np.array_equal(np.asarray(load_image(data, target_height=48)), np.asarray(load_image(data)))
+
+
+def test_width_scale_narrows_a_line_after_its_height_is_fixed():
+    """`width_scale` resizes to the model's height, then to that fraction of the width; a released model
+    without the field (older config.json) reads lines as before."""
+    img = Image.fromarray(line_image(width=600, height=60))
+    full, narrow = (
+        Preprocess(height=48, max_width=1024),
+        Preprocess(height=48, max_width=1024, width_scale=0.6),
+    )
+    assert full(img).shape == (1, 48, 480)
+    assert narrow(img).shape == (1, 48, 288)  # 480 x 0.6, already a multiple of 16
+    assert Preprocess.from_dict({"height": 48, "max_width": 1024}).width_scale == 1.0
+    wide = Image.fromarray(line_image(width=3000, height=60))
+    assert narrow(wide).shape == (1, 48, 1024)  # still at most max_width
+    assert Preprocess.from_dict(narrow.to_dict()) == narrow
