@@ -232,8 +232,9 @@ EXPERIMENTS = {
     "b2_256_f5": ("tf_efficientnetv2_b2", "finetune", 256, 128),
     "cpu_small": ("tf_efficientnetv2_b1", "pretrain", 192, 32),
     "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
+    "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc"}
+CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
@@ -246,6 +247,24 @@ def test_experiment(experiment, tmp_path):
     assert system.preprocess.height == height  # the model carries the experiment's input size
     expected_accelerator = "cpu" if experiment in CPU_EXPERIMENTS else "gpu"
     assert cfg.trainer.accelerator == expected_accelerator
+
+
+def test_lite1_fast_gives_finer_ctc_columns_for_under_half_the_encoder_flops(tmp_path):
+    """The fast shape (narrowed lines, CNN at its own stride 32, columns split in 16) must keep what the
+    release gives CTC, a column per 4 px of the unnarrowed line or finer, and cost far less to encode."""
+    from PIL import Image
+    from torch.utils.flop_counter import FlopCounterMode
+
+    line = Image.new("L", (1800, 120), 255)  # a Kalapa-sized scan: 720 px wide at 48 px high
+    cost, columns = {}, {}
+    for experiment in ("lite1_ctc", "lite1_fast"):
+        system = build_system(compose_config("train", [f"experiment={experiment}"], tmp_path)).eval()
+        image = system.preprocess(line)[None]
+        with FlopCounterMode(display=False) as flops, torch.inference_mode():
+            memory, mask = system.model.encode(image, torch.tensor([image.shape[-1]]))
+        cost[experiment], columns[experiment] = flops.get_total_flops(), int((~mask).sum())
+    assert columns["lite1_fast"] >= columns["lite1_ctc"] >= 720 // 4
+    assert cost["lite1_fast"] < 0.5 * cost["lite1_ctc"]
 
 
 def test_lite1_backbone_starts_from_the_package_imagenet_weights(tmp_path):
