@@ -109,7 +109,10 @@ def average_ctc(started: list[Started]) -> tuple[torch.Tensor, torch.Tensor]:
     shapes = {tuple(s.ctc_log_probs.shape) for s in started}
     if len(shapes) != 1:
         raise ValueError(f"a CTC ensemble needs the same number of columns from every model, got {shapes}")
-    log_probs = torch.stack([s.ctc_log_probs.float() for s in started]).exp().mean(dim=0).log()
+    if len(started) == 1:  # nothing to average: a single model's log-probs as they are
+        log_probs = started[0].ctc_log_probs.float()
+    else:
+        log_probs = torch.stack([s.ctc_log_probs.float() for s in started]).exp().mean(dim=0).log()
     lengths = started[0].lengths
     mask = torch.arange(log_probs.shape[1])[None, :] >= lengths[:, None]
     return log_probs, mask

@@ -272,6 +272,9 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        # idle ORT threads would spin after each run on the cores the CTC decoding (torch) needs next:
+        # that cost the fast path up to 20 ms per line on 2 cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         folder = Path(folder)
         providers = ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=providers)

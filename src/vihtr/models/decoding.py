@@ -139,7 +139,9 @@ def beam_search(
 def ctc_best_path(ctc_logits: torch.Tensor, memory_mask: torch.Tensor) -> DecodeResult:
     """Most likely class per column, repeats merged and blanks dropped. A character's probability is the
     highest of the columns it spans; special ids (never CTC targets) act like blanks."""
-    best_p, best = ctc_logits.float().softmax(dim=-1).max(dim=-1)
+    logits = ctc_logits.float()
+    best_logit, best = logits.max(dim=-1)
+    best_p = (best_logit - logits.logsumexp(dim=-1)).exp()  # the softmax of the best class only
     lengths = (~memory_mask).sum(dim=1).tolist()
     result = DecodeResult([], [], [])
     for ids, probs, n in zip(best.tolist(), best_p.tolist(), lengths):
