@@ -1,7 +1,7 @@
 """The visual encoder: a timm CNN read as a sequence of image columns.
 
 The backbone is cut after its stride-32 stage. Its last downsampling steps are changed to halve only
-the height, so the width is divided by `width_stride` (8 or 4: enough columns per character for a long
+the height, so the width is divided by `width_stride` (8, 4 or 2: enough columns per character for a long
 handwritten line) while the height shrinks to a few rows that are averaged away. Any timm backbone that
 supports `features_only` works; the stride surgery finds the downsampling layers by running the network
 once, not by knowing its layout.
