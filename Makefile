@@ -53,8 +53,8 @@ format: install ## ruff format + fixes
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
 
-bench: install ## CPU speed/memory benchmark of the released models (2 threads)
-	$(BIN)/python scripts/bench.py
+bench: install ## CPU speed/memory benchmark: the default and the fast model (MODELS= others; 2 threads)
+	$(BIN)/python scripts/bench.py --models $(or $(MODELS),models/vihtr-lite1 models/extra/vihtr-lite1-fast)
 
 app: install ## start the web app on http://127.0.0.1:8000 (HOST=, PORT=)
 	$(BIN)/python -m vihtr.app --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8000)

@@ -177,10 +177,23 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
         ]
     if len(models) > 1:
         for backend in ("torch", "onnx"):
-            for method in ("greedy", "ctc"):
+            for method in ensemble_methods(models):
                 name = f"ensemble x{len(models)} {backend} {method}"
                 configs.append({**base, "name": name, "models": models, "method": method, "backend": backend})
     return configs
+
+
+def ensemble_methods(models: list[str]) -> list[str]:
+    """How these models can decode together: `greedy` when each has a decoder to step in lock-step, `ctc`
+    when each has a CTC head over the same columns (same preprocessing and width stride)."""
+    configs = [json.loads((Path(m) / "config.json").read_text()) for m in models]
+    methods = []
+    if all(c["model"].get("decoder") != "none" for c in configs):
+        methods.append("greedy")
+    columns = {(json.dumps(c["preprocess"], sort_keys=True), c["model"]["width_stride"]) for c in configs}
+    if all(c["model"].get("ctc") for c in configs) and len(columns) == 1:
+        methods.append("ctc")
+    return methods
 
 
 def markdown(rows: list[dict]) -> str:
