@@ -30,6 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from vihtr.inference.predictor import release_config  # noqa: E402
 from vihtr.paths import REPO_ROOT, data_root  # noqa: E402
 
 REPO = REPO_ROOT
@@ -156,7 +157,7 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
     for m in models:
         name = Path(m).name
         # a CTC-only model has no autoregressive decoder to time
-        ctc_only = json.loads((Path(m) / "config.json").read_text())["model"].get("decoder") == "none"
+        ctc_only = release_config(m)["model"].get("decoder") == "none"
         greedy = [] if ctc_only else [
             {**base, "name": f"{name} torch greedy", "models": [m], "method": "greedy", "backend": "torch"},
             {**base, "name": f"{name} onnx greedy", "models": [m], "method": "greedy", "backend": "onnx"},
@@ -186,7 +187,7 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
 def ensemble_methods(models: list[str]) -> list[str]:
     """How these models can decode together: `greedy` when each has a decoder to step in lock-step, `ctc`
     when each has a CTC head over the same columns (same preprocessing and width stride)."""
-    configs = [json.loads((Path(m) / "config.json").read_text()) for m in models]
+    configs = [release_config(m) for m in models]
     methods = []
     if all(c["model"].get("decoder") != "none" for c in configs):
         methods.append("greedy")
