@@ -75,3 +75,39 @@ def test_archive_is_extracted_once(tmp_path):
     assert extract_archive(archive, tmp_path / "cache") == folder
     assert (folder / "writer_a.inkml").stat().st_mtime_ns == stamp
     assert len(InkMLSource(archive, cache_dir=tmp_path / "cache")) == 10
+
+
+def test_packed_strokes_read_back_as_parsed_and_render_the_same(tmp_path):
+    from vihtr.data.sources.inkml import inkml_lines, load_packed, save_packed
+
+    lines = inkml_lines(FIXTURE)
+    exact, rounded = tmp_path / "exact.npz.xz", tmp_path / "rounded.npz.xz"
+    save_packed(lines, exact)
+    save_packed(lines, rounded, unit=4)
+    for line, back in zip(lines, load_packed(exact), strict=True):
+        assert (back.key, back.text, back.writer) == (line.key, line.text, line.writer)
+        assert (
+            np.array_equal(back.points, line.points)
+            and back.stroke_ends.tolist() == line.stroke_ends.tolist()
+        )
+    for line, back in zip(lines, load_packed(rounded), strict=True):
+        assert np.abs(back.points - line.points).max() <= 2 and back.points.dtype == np.float32
+    # a source reads the packed file like the folder: same lines, folds and renderings
+    folder, packed = InkMLSource(FIXTURE, fold=0, split="train"), InkMLSource(exact, fold=0, split="train")
+    assert packed.keys == folder.keys and packed.texts == folder.texts
+    assert np.array_equal(
+        np.asarray(packed.get(1, random.Random(3)).image), np.asarray(folder.get(1, random.Random(3)).image)
+    )
+
+
+def test_packing_refuses_what_it_cannot_keep(tmp_path):
+    import pytest
+
+    from vihtr.data.sources.inkml import save_packed
+
+    lines = parse_inkml(FIXTURE / "writer_a.inkml")
+    with pytest.raises(ValueError, match="npz.xz"):
+        save_packed(lines, tmp_path / "strokes.npz")
+    far = replace(lines[0], points=np.array([[0, 0], [40000, 0]], np.float32), stroke_ends=np.array([2]))
+    with pytest.raises(ValueError, match="int16"):
+        save_packed([far], tmp_path / "strokes.npz.xz")
