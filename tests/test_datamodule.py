@@ -2,8 +2,10 @@
 
 import random
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -111,6 +113,39 @@ def test_bucketing_by_width_wastes_less_padding():
     assert padding(make(train_sources=gen, bucket_by_width=True, samples_per_epoch=256)) < 0.5 * padding(
         make(train_sources=gen, bucket_by_width=False, samples_per_epoch=256)
     )
+
+
+def test_training_batches_can_be_padded_to_a_width_multiple():
+    for batch in make(width_multiple=48).train_dataloader():
+        assert (
+            batch["images"].shape[3] % 48 == 0 and batch["images"].shape[3] - int(batch["widths"].max()) < 48
+        )
+        for i, w in enumerate(batch["widths"].tolist()):
+            assert (batch["images"][i, :, :, w:] == 1.0).all()
+
+
+class OpenCvThreadsSource(TextSource):
+    """Labels each line with the OpenCV threads of the process that drew it."""
+
+    def get(self, index: int, rng: random.Random) -> Sample:
+        import cv2
+
+        cv2.GaussianBlur(np.zeros((256, 1024), np.float32), (5, 5), 1.0)  # uses the pool, if any
+        return replace(super().get(index, rng), text=str(cv2.getNumThreads()))
+
+
+@pytest.mark.timeout(120)
+def test_workers_draw_with_one_opencv_thread_even_after_this_process_used_its_pool():
+    import cv2
+
+    cv2.setNumThreads(2)
+    cv2.GaussianBlur(np.zeros((256, 1024), np.float32), (5, 5), 1.0)  # the parent's pool is running
+    try:
+        dm = make(train_sources={"gen": OpenCvThreadsSource("gen", ["x"] * 8)}, num_workers=2)
+        texts = {t for batch in dm.train_dataloader() for t in batch["texts"]}
+    finally:
+        cv2.setNumThreads(-1)
+    assert texts == {"1"}  # the workers are the parallelism: 14 pools of 16 threads on a 16-core machine
 
 
 @pytest.mark.parametrize("persistent", [False, True])

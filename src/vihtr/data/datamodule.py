@@ -20,6 +20,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 
+import cv2
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -112,8 +113,8 @@ class LineEncoder:
         }
 
 
-def collate(items: Sequence[dict]) -> dict:
-    images, widths = pad_batch([it["image"] for it in items])
+def collate(items: Sequence[dict], width_multiple: int = 1) -> dict:
+    images, widths = pad_batch([it["image"] for it in items], width_multiple)
     lengths = torch.tensor([len(it["ids"]) for it in items], dtype=torch.long)
     targets = torch.full((len(items), int(lengths.max())), PAD, dtype=torch.long)
     for i, it in enumerate(items):
@@ -161,6 +162,7 @@ class MixtureStream(IterableDataset):
         augment_sources: set[str] | None = None,
         bucket_batches: int = 8,
         rank: int = 0,
+        width_multiple: int = 1,
     ) -> None:
         self.sources = list(sources.values())
         self.weights = weights
@@ -172,6 +174,7 @@ class MixtureStream(IterableDataset):
         self.augment_sources = augment_sources
         self.bucket_batches = max(1, bucket_batches)
         self.rank = rank  # DDP processes share the seed: the rank keeps their streams apart
+        self.width_multiple = width_multiple
         self._passes = 0  # counted in each process's own copy: persistent workers still change every epoch
 
     def __len__(self) -> int:
@@ -200,7 +203,7 @@ class MixtureStream(IterableDataset):
             batches = [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]
             rng.shuffle(batches)
             for batch in batches:
-                yield collate(batch)
+                yield collate(batch, self.width_multiple)
             todo -= n
 
 
@@ -261,14 +264,16 @@ class LineDataModule(pl.LightningDataModule):
         augment_sources: Sequence[str] | None = None,
         bucket_by_width: bool = True,
         bucket_batches: int = 8,
+        width_multiple: int = 1,
         max_label_length: int | None = None,
         persistent_workers: bool = False,
         pin_memory: bool = False,
         seed: int | None = None,
         sources=None,
     ) -> None:
-        """`max_label_length`: longer labels are skipped (None: none). `sources`: the definitions the data
-        configs take `train_sources` and `val_sources` from (`vihtr.split`); not read here."""
+        """`max_label_length`: longer labels are skipped (None: none). `width_multiple`: training batches are
+        padded to a multiple of this many px (a GPU wants few batch shapes). `sources`: the definitions the
+        data configs take `train_sources` and `val_sources` from (`vihtr.split`); not read here."""
         super().__init__()
         self.train_sources = named_sources(train_sources)
         self.val_sources = named_sources(val_sources)
@@ -288,6 +293,7 @@ class LineDataModule(pl.LightningDataModule):
         self.augment = as_augment(augment)
         self.augment_sources = set(augment_sources) if augment_sources is not None else None
         self.bucket_batches = bucket_batches if bucket_by_width else 1
+        self.width_multiple = width_multiple
         self.encode = LineEncoder(self.charset, self.preprocess, max_label_length)
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = pin_memory
@@ -310,6 +316,7 @@ class LineDataModule(pl.LightningDataModule):
             augment_sources=self.augment_sources,
             bucket_batches=self.bucket_batches,
             rank=self.trainer.global_rank if self.trainer is not None else 0,
+            width_multiple=self.width_multiple,
         )
 
     def setup(self, stage: str | None = None) -> None:
@@ -322,6 +329,11 @@ class LineDataModule(pl.LightningDataModule):
             self.test_set = FixedLines(self.test_sources, None, self.encode, self.seed)
 
     def _loader(self, dataset, batch_size: int | None, collate_fn=None) -> DataLoader:
+        if self.num_workers:
+            # Workers are the parallelism: OpenCV's own pool (every core, in every worker) would oversubscribe
+            # the machine. Set here, before the workers fork: calling it inside a forked worker after this
+            # process used the pool hangs the worker.
+            cv2.setNumThreads(1)
         return DataLoader(
             dataset,
             batch_size=batch_size,

@@ -209,11 +209,14 @@ class Preprocess:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad C x H x W_i tensors with blank paper to one B x C x H x max(W) batch; returns (batch, widths)."""
+def pad_batch(images: list[torch.Tensor], multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad C x H x W_i tensors with blank paper to one B x C x H x W batch, W the widest line rounded up
+    to `multiple`; returns (batch, widths). A GPU wants few distinct batch shapes: cuDNN plans its kernels
+    for each new one on the CPU."""
     widths = torch.tensor([im.shape[-1] for im in images], dtype=torch.long)
     c, h = images[0].shape[0], images[0].shape[1]
-    batch = torch.full((len(images), c, h, int(widths.max())), PAD_VALUE, dtype=images[0].dtype)
+    width = math.ceil(int(widths.max()) / multiple) * multiple
+    batch = torch.full((len(images), c, h, width), PAD_VALUE, dtype=images[0].dtype)
     for i, im in enumerate(images):
         batch[i, :, :, : im.shape[-1]] = im
     return batch, widths
