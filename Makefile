@@ -7,7 +7,7 @@ export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install lm data folds train train-cpu predict test test-full lint format bench app clean
+.PHONY: help install lm data folds gpu-wheels train train-cpu predict test test-full lint format bench app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ install: $(BIN)/activate ## create the venv and install pinned dependencies (ide
 
 folds: install ## write the 5 writer-grouped folds to data/folds/
 	$(BIN)/python scripts/make_folds.py kalapa vnondb
+
+gpu-wheels: install ## wheels a lent GPU machine lacks, into .whl/ (README: Training on a lent GPU)
+	scripts/gpu_wheels.sh
 
 lm: install ## rebuild the address domain's word LM from public data (src/vihtr/assets/lm/, ~2 min)
 	$(BIN)/python scripts/build_lm.py
