@@ -156,8 +156,8 @@ def load_packed(path: str | os.PathLike) -> list[InkLine]:
     lines = []
     for i, start in enumerate(packed["starts"]):
         points = np.concatenate([start[None], steps[i]]).cumsum(axis=0) * unit
-        texts = (packed["keys"][i], packed["texts"][i], packed["writers"][i])
-        lines.append(InkLine(*map(str, texts), points.astype(np.float32), stroke_ends[i]))
+        key, text, writer = (str(packed[f][i]) for f in ("keys", "texts", "writers"))
+        lines.append(InkLine(key, text, writer, points.astype(np.float32), stroke_ends[i]))
     return lines
 
 
