@@ -3,6 +3,7 @@ CPU (TRAINER=cpu) on the packed fixtures: two runs side by side, each exported a
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_packed_data_reads_like_the_original(packed):
         assert img.mode == "L" and img.height == 32
     strokes = InkMLSource(packed / "vnondb" / "lines.npz.xz", height=32)
     assert strokes.keys == InkMLSource(FIXTURES / "inkml").keys
-    assert np.asarray(strokes.get(0, __import__("random").Random(0)).image).shape[0] == 32
+    assert np.asarray(strokes.get(0, random.Random(0)).image).shape[0] == 32
 
 
 def test_train_gpu_script_trains_two_runs_and_exports_them(packed, tmp_path):
