@@ -112,3 +112,42 @@ def test_traced_export_that_bakes_in_a_width_is_rejected(tmp_path):
     with torch.no_grad():
         assert not _export_traced(BakesWidth(), args, tmp_path / "baked.onnx", *names)
         assert _export_traced(Dynamic(), args, tmp_path / "dynamic.onnx", *names)
+
+
+def test_fixed_same_padding_matches_tf_padding_and_the_graph_pads_short_widths(tmp_path):
+    """The export fixes the tf_ backbone's "same" pads for the release's height and widths that are a
+    multiple of the CNN's width reduction: the network reads such lines exactly as before, `export.json`
+    records the multiple, and `OnnxModel` pads any other width with paper to it (masked columns)."""
+    import copy
+
+    from vihtr.inference.onnx_export import FixedPadConv2d, fix_same_padding
+
+    torch.manual_seed(0)
+    model = OCRModel(
+        backbone="tf_mobilenetv3_small_minimal_100", d_model=64, encoder_layers=1, context="lstm",
+        width_stride=4, column_upsample=2, decoder="none", ctc=True, max_len=48, dropout=0.0,
+    ).eval()  # fmt: skip
+    fixed = copy.deepcopy(model)
+    multiple = fix_same_padding(fixed, TINY_PREPROCESS.height)
+    assert multiple == model.encoder.cnn_stride == 8
+    assert any(isinstance(m, FixedPadConv2d) for m in fixed.modules())
+    assert not any(type(m).__name__ == "Conv2dSame" for m in fixed.modules())
+    images = torch.rand(2, 1, TINY_PREPROCESS.height, 328) * 2 - 1
+    widths = torch.tensor([328, 200])
+    with torch.inference_mode():
+        for width in (328, 96):  # multiples of 8 whose deepest maps differ in parity
+            expected, _ = model.encode(images[..., :width], widths.clamp(max=width))
+            got, _ = fixed.encode(images[..., :width], widths.clamp(max=width))
+            assert torch.equal(got, expected)
+
+    release = save_release(model, tmp_path / "same-pad", TINY_PREPROCESS)
+    Predictor.from_release(release, backend="onnx", onnx_cache=tmp_path / "onnx")
+    folder = tmp_path / "onnx" / release.name
+    assert json.loads((folder / META_FILE).read_text())["width_multiple"] == 8
+    onnx_model = OnnxModel(folder, model.charset, model.max_len)
+    short = images[..., :324]  # not a multiple of 8: padded with paper to 328
+    started = onnx_model.start(short, torch.tensor([324, 200]), decoder=False, ctc=True)
+    with torch.inference_mode():
+        memory, mask = model.encode(images, torch.tensor([324, 200]))
+    assert started.lengths.tolist() == (~mask).sum(1).tolist()
+    assert started.ctc_log_probs.shape[1] == mask.shape[1]

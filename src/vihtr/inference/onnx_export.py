@@ -11,6 +11,12 @@ batches of other sizes and widths than the traced one; otherwise, and for the de
 `torch.onnx.export(..., dynamo=True)` with dynamic batch, width and prefix length. The GRU "attention"
 decoder is not exported: such a model can only use the ONNX path with `method="ctc"`.
 
+The tf_ EfficientNets pad their strided convolutions TensorFlow's way, computed from each input's shape.
+The export fixes those pads (`fix_same_padding`): the height is the release's, and a width that is a
+multiple of the CNN's width reduction (`export.json`'s `width_multiple`; `OnnxModel` pads to it, the
+predictor's width buckets already are) gives every layer the same pads. The graph then has no shape
+arithmetic per convolution, and onnxruntime folds each pad into its convolution.
+
     from vihtr.inference.onnx_export import export_release
     export_release("models/vihtr-lite1")  # writes models/vihtr-lite1/onnx/
 """
@@ -18,6 +24,7 @@ decoder is not exported: such a model can only use the ONNX path with `method="c
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -30,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vihtr.data.preprocess import Preprocess
+from vihtr.data.preprocess import PAD_VALUE, Preprocess
 from vihtr.inference.ensemble import Started
 from vihtr.models.decoders import TransformerDecoder
 from vihtr.models.layers import sinusoidal_positions
@@ -41,6 +48,8 @@ from vihtr.text.charset import Charset
 ENCODER_FILE = "encoder.onnx"
 STEP_FILE = "decoder_step.onnx"
 META_FILE = "export.json"
+# in the cache fingerprint: a release exported by an older version of this module is exported again
+EXPORT_FORMAT = 2
 
 
 # the dynamic dimensions of the encoder graph's outputs (mem_k/mem_v: layers x B x heads x columns x dh)
@@ -103,6 +112,60 @@ class DecoderStepGraph(nn.Module):
         return log_probs, torch.stack(new_k), torch.stack(new_v)
 
 
+class FixedPadConv2d(nn.Conv2d):
+    """A TF-"same" convolution whose pads (left, right, top, bottom) were fixed for one input geometry."""
+
+    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int]) -> None:
+        super().__init__(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
+            conv.groups, conv.bias is not None,
+        )  # fmt: skip
+        self.weight, self.bias = conv.weight, conv.bias
+        self.pads = pads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(
+            F.pad(x, self.pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+        )
+
+
+def fix_same_padding(model, height: int) -> int:
+    """Replace, in place, the encoder's TF-"same" convolutions (`timm` `Conv2dSame`, pads computed from each
+    input's shape) by `FixedPadConv2d`s that hold the pads of `height`-px lines whose width is a multiple of
+    the CNN's width reduction; returns that multiple. Raises if some pads still depend on the width."""
+    from timm.layers import Conv2dSame, get_same_padding
+
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, Conv2dSame)}
+    if not convs:
+        return 1
+    multiple = model.encoder.cnn_stride
+    seen: dict[str, set] = {name: set() for name in convs}
+
+    def record(name):
+        def hook(conv, inputs):
+            h, w = inputs[0].shape[-2:]
+            ph = get_same_padding(h, conv.kernel_size[0], conv.stride[0], conv.dilation[0])
+            pw = get_same_padding(w, conv.kernel_size[1], conv.stride[1], conv.dilation[1])
+            seen[name].add((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+
+        return hook
+
+    hooks = [conv.register_forward_pre_hook(record(name)) for name, conv in convs.items()]
+    try:
+        with torch.no_grad():
+            for width in (16 * multiple, 17 * multiple):  # the deepest map's width even, then odd
+                model.encode(torch.zeros(1, model.config["in_chans"], height, width), torch.tensor([width]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, conv in convs.items():
+        if len(seen[name]) != 1:
+            raise ValueError(f"{name}: its pads depend on the width ({sorted(seen[name])})")
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, FixedPadConv2d(conv, seen[name].pop()))
+    return multiple
+
+
 def _export_traced(module: nn.Module, args: tuple, path: Path, input_names, output_names) -> bool:
     """The TorchScript exporter: batch and width dynamic. True when onnxruntime reads batches of other
     sizes and widths than the traced one as torch does (tracing may bake in a shape-dependent branch)."""
@@ -120,7 +183,7 @@ def _export_traced(module: nn.Module, args: tuple, path: Path, input_names, outp
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     images = args[0]
     generator = torch.Generator().manual_seed(0)
-    for widths in ([images.shape[-1] + 96, images.shape[-1] - 64, 64], [32], [images.shape[-1] + 528] * 2):
+    for widths in ([images.shape[-1] + 96, images.shape[-1] - 64, 64], [32], [images.shape[-1] + 512] * 2):
         batch = torch.rand(len(widths), *images.shape[1:-1], max(widths), generator=generator) * 2 - 1
         widths = torch.tensor(widths)
         expected = module(batch, widths)
@@ -145,8 +208,9 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
     program.save(str(path))
 
 
-def export_model(model, preprocess: Preprocess, folder: str | os.PathLike) -> list[Path]:
-    """Write the encoder (and decoder-step) graphs of an fp32 `OCRModel` into `folder`."""
+def export_model(model, preprocess: Preprocess, folder: str | os.PathLike) -> tuple[list[Path], int]:
+    """Write the encoder (and decoder-step) graphs of an `OCRModel` into `folder`; returns the files and the
+    multiple the encoder's input width must be (`fix_same_padding`)."""
     if (
         model.decoder is not None
         and not isinstance(model.decoder, TransformerDecoder)
@@ -155,7 +219,8 @@ def export_model(model, preprocess: Preprocess, folder: str | os.PathLike) -> li
         raise NotImplementedError("the ONNX path supports transformer decoders and CTC heads only")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval()
+    model = copy.deepcopy(model).float().eval()  # the caller's model keeps its own padding
+    width_multiple = fix_same_padding(model, preprocess.height)
     batch, columns, prefix = (
         torch.export.Dim("batch"),
         torch.export.Dim("columns"),
@@ -195,11 +260,11 @@ def export_model(model, preprocess: Preprocess, folder: str | os.PathLike) -> li
                     "mem_attn_mask": {0: batch, 3: columns},
                 },
             )
-    return files
+    return files, width_multiple
 
 
 def _fingerprint(release: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"format {EXPORT_FORMAT}".encode())
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         digest.update((release / name).read_bytes())
     digest.update(torch.__version__.encode())
@@ -221,11 +286,13 @@ def export_release(
     release = Path(release)
     model, preprocess, _ = load_release(release)
     folder = Path(output) if output else default_cache_dir(release)
-    files = export_model(model, preprocess, folder)
-    (folder / META_FILE).write_text(
-        json.dumps({"fingerprint": _fingerprint(release), "release": str(release.resolve())}, indent=1),
-        encoding="utf-8",
-    )
+    files, width_multiple = export_model(model, preprocess, folder)
+    meta = {
+        "fingerprint": _fingerprint(release),
+        "release": str(release.resolve()),
+        "width_multiple": width_multiple,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     if check:
         check_export(model, preprocess, folder)
     return files + [folder / META_FILE]
@@ -272,9 +339,11 @@ class OnnxModel:
         if threads:
             options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        # idle ORT threads would spin after each run on the cores the CTC decoding (torch) needs next:
-        # that cost the fast path up to 20 ms per line on 2 cores
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # the threads spin while a run hands work between them (the fast model at batch 1: ~14 ms a line
+        # against ~18 without), and stop when it ends: left spinning, they took the cores from the CTC
+        # decoding (torch) that comes next, up to 20 ms a line on 2 cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         folder = Path(folder)
         providers = ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(folder / ENCODER_FILE), options, providers=providers)
@@ -284,6 +353,9 @@ class OnnxModel:
             if step_path.is_file()
             else None
         )
+        meta = folder / META_FILE
+        # the input width the graph's fixed pads need (`fix_same_padding`); 1 for an older export
+        self.width_multiple = json.loads(meta.read_text()).get("width_multiple", 1) if meta.is_file() else 1
         self.encoder_outputs = [o.name for o in self.encoder.get_outputs()]
         self.charset = charset
         self.max_len = max_len
@@ -310,7 +382,11 @@ class OnnxModel:
         return model, Preprocess.from_dict(config["preprocess"])
 
     def start(self, images: torch.Tensor, widths: torch.Tensor, decoder: bool, ctc: bool) -> Started:
-        feed = {"images": images.float().numpy(), "widths": widths.numpy().astype(np.int64)}
+        images = images.float().numpy()
+        short = -images.shape[-1] % self.width_multiple
+        if short:  # blank paper up to the width the graph was fixed for; the widths mask it
+            images = np.pad(images, ((0, 0),) * 3 + ((0, short),), constant_values=PAD_VALUE)
+        feed = {"images": images, "widths": widths.numpy().astype(np.int64)}
         outputs = dict(zip(self.encoder_outputs, self.encoder.run(None, feed)))
         lengths = torch.from_numpy(outputs["lengths"])
         started = Started(lengths=lengths)
