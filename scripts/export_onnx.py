@@ -1,6 +1,6 @@
 """Export released models to ONNX (the same as `vihtr export-onnx`), checking onnxruntime against torch.
 
-python scripts/export_onnx.py models/vihtr-lite1 [models/extra/vihtr-b1 ...] [-o out_dir]
+python scripts/export_onnx.py models/vihtr-lite1 [models/extra/vihtr-lite1-fast ...] [-o out_dir]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     python scripts/release.py export logs/train/runs/<run>/checkpoints/averaged.ckpt models/vihtr-lite1 \
         --notes "what data, steps, hardware"
     # score releases (each alone, and together as an ensemble) on the held-out writer fold
-    python scripts/release.py score models/vihtr-lite1 models/extra/vihtr-b1 --fold 0 --out models/scores.json
+    python scripts/release.py score models/vihtr-lite1 models/extra/vihtr-lite1-tf --fold 0 --out models/scores.json
     # fit the release's confidence calibration on the held-out fold (stored in its config.json) and report
     # the expected calibration error (writer-split cross-fit), a reliability plot and review thresholds
     python scripts/release.py calibrate models/vihtr-lite1 --plot models/vihtr-lite1/reliability.png

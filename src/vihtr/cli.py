@@ -1,7 +1,7 @@
 """The `vihtr` command: `vihtr predict`, `vihtr export-onnx` (and `vihtr serve` when the web app is installed).
 
     vihtr predict line.jpg
-    vihtr predict scans/ -o out.csv --models models/vihtr-lite1 models/extra/vihtr-b1 --method beam
+    vihtr predict scans/ -o out.csv --models models/vihtr-lite1 models/extra/vihtr-lite1-fast
     vihtr export-onnx models/vihtr-lite1
 
 Subcommands register themselves with `add_parser(subparsers)` and set `func(args) -> exit code`; another

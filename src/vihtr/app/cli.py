@@ -1,7 +1,7 @@
 """Start the web app: `python -m vihtr.app ...` or `vihtr serve ...` (same options).
 
 python -m vihtr.app --port 8000 --samples-dir ../shared/data/kalapa2023/public_test
-vihtr serve --models models/vihtr-lite1 models/extra/vihtr-b1 --host 0.0.0.0
+vihtr serve --models models/vihtr-lite1 models/extra/vihtr-lite1-fast --host 0.0.0.0
 """
 
 from __future__ import annotations
