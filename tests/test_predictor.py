@@ -142,3 +142,29 @@ def test_auto_backend_is_onnx_on_a_cpu_where_every_model_exports(tmp_path):
     assert resolve_backend("torch", [folders["none"]]) == "torch"
     with pytest.raises(ValueError, match="backend must be one of"):
         resolve_backend("tensorrt", [folders["none"]])
+
+
+def test_a_ctc_ensemble_picks_the_reading_both_models_find_likely_even_when_their_peaks_lag():
+    """Two CTC models trained apart peak a column apart: their per-column mean is blank everywhere, while
+    rescoring each model's reading by the summed CTC log-likelihood keeps the text."""
+    import torch
+
+    from vihtr.inference.ensemble import Started, average_ctc, ctc_log_likelihood, rescore_ctc
+    from vihtr.models.decoding import BLANK, FIRST_CHAR_ID, ctc_best_path
+
+    x, y, columns = FIRST_CHAR_ID, FIRST_CHAR_ID + 1, 6
+
+    def model(peaks: dict[int, int], peak: float) -> Started:
+        probs = torch.full((1, columns, FIRST_CHAR_ID + 2), 1e-4)
+        probs[0, :, BLANK] = 1.0
+        for t, char in peaks.items():
+            probs[0, t, char], probs[0, t, BLANK] = peak, 1 - peak
+        return Started(lengths=torch.tensor([columns]), ctc_log_probs=(probs / probs.sum(-1, True)).log())
+
+    early, late = model({0: x, 2: y}, 0.8), model({1: x, 3: y}, 0.7)
+    assert ctc_best_path(*average_ctc([early, late])).token_ids == [[]]  # the mean loses both characters
+    result = rescore_ctc([early, late])
+    assert result.token_ids == [[x, y]]
+    assert len(result.token_probs[0]) == 2 and result.token_probs[0][0] == pytest.approx(0.8, abs=1e-3)
+    # a text longer than the columns allow is impossible, not likely
+    assert ctc_log_likelihood(early.ctc_log_probs[0], columns, [x, y] * 4) == float("-inf")
