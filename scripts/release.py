@@ -88,7 +88,9 @@ def held_out(args: argparse.Namespace, predictor: Predictor) -> dict[str, list[S
 
 
 def score(args: argparse.Namespace) -> None:
-    configs = {Path(m).name: [m] for m in args.models}
+    if args.ensemble_only and len(args.models) < 2:
+        raise SystemExit("--ensemble-only needs two or more models")
+    configs = {} if args.ensemble_only else {Path(m).name: [m] for m in args.models}
     if len(args.models) > 1:
         configs["ensemble"] = list(args.models)
     results, data = {}, None
@@ -262,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="a seeded sample of this many lines per source")
     p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     p.add_argument("--out", default=None, help="write the scores as JSON here")
+    p.add_argument("--ensemble-only", action="store_true", help="score the models' ensemble, not each model")
     p.add_argument(
         "--domains",
         nargs="+",

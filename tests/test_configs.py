@@ -233,8 +233,9 @@ EXPERIMENTS = {
     "cpu_small": ("tf_efficientnetv2_b1", "pretrain", 192, 32),
     "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
+    "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast"}
+CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast", "lite1_tf"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
@@ -405,3 +406,23 @@ def test_make_train_trains_the_recipe_of_the_shipped_default(tmp_path):
         release["preprocess"]["height"],
         release["preprocess"]["max_width"],
     )
+
+
+def test_lite1_tf_is_the_release_with_attention_context_and_its_columns(tmp_path):
+    """The ensemble partner starts from vihtr-lite1's weights: everything but the context layers is taken,
+    the self-attention layers start fresh, and the output columns are the release's."""
+    release = Path(__file__).resolve().parents[1] / "models" / "vihtr-lite1" / "weights.pt"
+    cfg = compose_config("train", ["experiment=lite1_tf", f"model.init_from={release}"], tmp_path)
+    system = build_system(cfg)
+    reference = build_system(compose_config("train", ["experiment=lite1_ctc"], tmp_path))
+    assert system.model.config["context"] == "transformer"
+    assert reference.model.config["context"] == "lstm"
+    state = torch.load(release, map_location="cpu", weights_only=True)
+    taken = [
+        k for k, v in system.model.state_dict().items() if k in state and torch.equal(v, state[k].float())
+    ]
+    assert any(k.startswith("encoder.backbone.") for k in taken) and any("upsample" in k for k in taken)
+    assert not any(k.startswith("encoder.layers.") for k in taken)
+    images, widths = torch.zeros(1, 1, 48, 640), torch.tensor([640])
+    with torch.no_grad():
+        assert system.model.encode(images, widths)[0].shape == reference.model.encode(images, widths)[0].shape
