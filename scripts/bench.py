@@ -186,13 +186,12 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
 
 def ensemble_methods(models: list[str]) -> list[str]:
     """How these models can decode together: `greedy` when each has a decoder to step in lock-step, `ctc`
-    when each has a CTC head over the same columns (same preprocessing and width stride)."""
+    when each has a CTC head (each reads the line, the models rescore the readings: any columns)."""
     configs = [release_config(m) for m in models]
     methods = []
     if all(c["model"].get("decoder") != "none" for c in configs):
         methods.append("greedy")
-    columns = {(json.dumps(c["preprocess"], sort_keys=True), c["model"]["width_stride"]) for c in configs}
-    if all(c["model"].get("ctc") for c in configs) and len(columns) == 1:
+    if all(c["model"].get("ctc") for c in configs):
         methods.append("ctc")
     return methods
 
