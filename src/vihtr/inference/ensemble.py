@@ -134,7 +134,7 @@ def rescore_ctc(started: list[Started], ctc_decoder=None) -> DecodeResult:
         readings.append((ctc_decoder or ctc_best_path)(s.ctc_log_probs.float(), mask))
     result = DecodeResult([], [], [])
     for line in range(len(started[0].lengths)):
-        best, best_score = None, -math.inf
+        best, best_score = 0, -math.inf  # every reading impossible for some model: the first model's
         for proposer, reading in enumerate(readings):
             ids = reading.token_ids[line]
             if any(ids == readings[k].token_ids[line] for k in range(proposer)):
