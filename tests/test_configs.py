@@ -92,6 +92,24 @@ def test_stage_composes_its_data_mixture(stage, tmp_path):
     assert cfg.data.val_sources.kalapa.fold == cfg.fold
 
 
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+@pytest.mark.parametrize("style", ["form", "v1"])
+def test_synthetic_sources_take_the_renderer_style_and_the_held_out_fold(stage, style, tmp_path):
+    cfg = compose_config("train", [f"stage={stage}", f"synth_style={style}", "fold=2"], tmp_path)
+    synthetic = {k: v for k, v in cfg.data.train_sources.items() if k.startswith("synth_")}
+    assert synthetic and all(v.style == style and v.held_out_fold == 2 for v in synthetic.values())
+
+
+def test_synth_probe_trains_on_synthetic_lines_only(tmp_path):
+    cfg = compose_config("train", ["experiment=synth_probe"], tmp_path)
+    weights = cfg.data.train_weights
+    assert weights.kalapa == weights.vnondb == 0 and sum(weights.values()) > 0
+    assert (
+        cfg.synth_style == "form"
+        and cfg.model.net == compose_config("train", ["experiment=lite1_ctc"], tmp_path).model.net
+    )  # the release recipe's model
+
+
 @pytest.mark.parametrize(
     "stage, lr, schedule", [("pretrain", 1e-3, "onecycle"), ("finetune", 3e-4, "cosine")]
 )
@@ -234,8 +252,9 @@ EXPERIMENTS = {
     "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
+    "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast", "lite1_tf"}
+CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast", "lite1_tf", "synth_probe"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))

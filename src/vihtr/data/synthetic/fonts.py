@@ -14,6 +14,27 @@ from PIL import ImageFont
 from vihtr.paths import ASSETS_DIR
 
 FONT_DIR = ASSETS_DIR / "fonts"
+# The `form` style's fonts: the half of the vendored fonts that vihtr-lite1 (trained on 80 % real lines)
+# reads best when they are rendered as form lines, 7.4-12.9 % CER against 13.1-26.3 % for the other half,
+# ornate scripts (`python scripts/realism.py --styles form --reader-cer models/vihtr-lite1 --font-lines 32`).
+FORM_FONTS = (
+    "borel",
+    "charm",
+    "dancing-script",
+    "grape-nuts",
+    "itim",
+    "mali",
+    "moon-dance",
+    "mynerve",
+    "pacifico",
+    "pangolin",
+    "patrick-hand",
+    "playpen-sans",
+    "sedgwick-ave",
+    "send-flowers",
+    "shantell-sans",
+    "sriracha",
+)
 
 
 @lru_cache(maxsize=1)

@@ -2,9 +2,16 @@
 
 Glyph bitmaps are drawn once per (font, size, character) and cached; a line is composed from them with
 a random baseline offset, rotation, scale and spacing per glyph, a baseline that wanders, a slant and a
-pen-width change for the whole line, then cropped to its ink, scaled to a random height and laid on
-paper (tint, faint texture, printed form lines) in a ballpoint ink colour. Every random choice comes
-from the `random.Random` passed in, so a fixed rng gives the same image.
+pen-width change for the whole line, then cropped to its ink and laid on paper in a ballpoint colour.
+Every random choice comes from the `random.Random` passed in, so a fixed rng gives the same image.
+
+Two styles (issue 9 measured both: `scripts/realism.py`, `conf/experiment/synth_probe.yaml`):
+- `form` (default): fonts that resemble the real forms (`FORM_FONTS`), the real lines' loose spacing, a
+  word now and then struck out and rewritten, and, where the real data is there (`paper.PaperBank`), a
+  Kalapa training crop with its handwriting removed as the paper: its tint, light, ruled box borders and
+  pen colour, the ink at the height and margins the real lines have;
+- `v1`: the first renderer (every font, tight spacing, procedural paper filled by the ink), kept so its
+  comparison can be re-run.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vihtr.data.synthetic.fonts import font_names, load_font
+from vihtr.data.synthetic.fonts import FORM_FONTS, font_names, load_font
+from vihtr.data.synthetic.paper import PAPER_HEIGHT, Paper, PaperBank
 
 # Glyphs are drawn at one of these sizes (pixels), then the composed line is scaled to the output height:
 # a few fixed sizes keep the glyph cache small; the middle one is the common case.
@@ -37,6 +45,17 @@ INKS = (
 )
 # printed form colours: grey, black, light blue, pale red
 FORM_INKS = ((150, 150, 150), (90, 90, 90), (120, 150, 200), (200, 140, 140))
+STYLES = ("form", "v1")
+# gaps between words (x the space's advance) and letters (x the glyph size) per style: the real Kalapa lines
+# are written loosely (scripts/realism.py prints pixels per character of real and synthetic lines)
+WORD_GAP = {"v1": (0.8, 1.6), "form": (1.2, 2.6)}
+LETTER_GAP = {"v1": (-0.04, 0.08), "form": (0.0, 0.14)}
+# pen widths at glyph scale: the real forms are filled with fine ballpoints
+# (pen width range, most one-pixel erosions of a heavy font)
+PEN_WIDTH = {"v1": ((1.5, 4.0), 1), "form": ((0.8, 2.4), 3)}
+ELASTIC_PROB = 0.5  # form style: the line's strokes bent by a smooth random field (a hand, not a font)
+SOLID_INK = np.array([round(255 * (i / 255) ** 0.5) for i in range(256)], np.uint8)  # coverage curve
+STRIKE_PROB = 0.05  # form style: a word written, struck out and written again (not in the label)
 
 
 @dataclass(frozen=True)
@@ -75,10 +94,15 @@ class LineRenderer:
     form_line_prob: float = 0.4
     slant: float = 0.15  # shear dx/dy, drawn in [-slant, slant]
     padding: tuple[float, float] = (0.02, 0.25)  # paper around the ink, as a fraction of the ink height
+    style: str = "form"
+    paper: PaperBank | None = None  # form style: real paper; None: procedural paper
     _fonts: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._fonts = list(self.fonts) if self.fonts else font_names()
+        if self.style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
+        default = FORM_FONTS if self.style == "form" else font_names()
+        self._fonts = list(self.fonts) if self.fonts else list(default)
         unknown = set(self._fonts) - set(font_names())
         if unknown:
             raise ValueError(f"unknown fonts {sorted(unknown)}; vendored fonts: {font_names()}")
@@ -86,6 +110,8 @@ class LineRenderer:
 
     def render(self, text: str, rng: random.Random) -> Image.Image:
         mask, baseline = self._ink_mask(text, rng)
+        if self.style == "form" and self.paper is not None:
+            return Image.fromarray(self._on_form(mask, self.paper.sample(rng), rng))
         mask, baseline = self._fit_height(mask, baseline, rng)
         paper = self._paper(mask.shape, rng)
         if rng.random() < self.form_line_prob:
@@ -103,9 +129,19 @@ class LineRenderer:
         ascent, descent = face.getmetrics()
         margin = size // 2  # room for tall marks, rotations and the wandering baseline
         height = ascent + descent + 2 * margin
-        word_gap = rng.uniform(0.8, 1.6)
-        letter_gap = rng.uniform(-0.04, 0.08) * size
-        width = int(sum(glyph(font, size, c).advance for c in text) * max(1.0, word_gap) * 1.3) + 3 * margin
+        word_gap = rng.uniform(*WORD_GAP[self.style])
+        letter_gap = rng.uniform(*LETTER_GAP[self.style]) * size
+        struck = self.style == "form" and " " in text.strip() and rng.random() < STRIKE_PROB
+        if struck:  # written twice: the first copy is struck out below
+            words = text.split(" ")
+            k = rng.randrange(len(words))
+            strike_word = words[k]
+            text = " ".join(words[:k] + [strike_word] + words[k:])
+            strike_from = sum(len(w) + 1 for w in words[:k])
+            strike_chars = range(strike_from, strike_from + len(strike_word))
+        letter_room = 1 + max(0.0, letter_gap) / size if self.style == "form" else 1.0
+        width = int(sum(glyph(font, size, c).advance for c in text) * max(1.0, word_gap) * 1.3 * letter_room)
+        width += 3 * margin
         canvas = np.zeros((height, width), np.uint8)
         baseline = margin + ascent
         # the baseline wanders as a slow sine plus per-glyph noise, like a line written without a ruler
@@ -113,7 +149,10 @@ class LineRenderer:
         wave_len = rng.uniform(8, 25) * size
         wave_phase = rng.uniform(0, 2 * math.pi)
         x = float(margin)
-        for char in text:
+        struck_span = [width, 0]
+        for i, char in enumerate(text):
+            if struck and i in strike_chars:
+                struck_span = [min(struck_span[0], x), x + glyph(font, size, char).advance]
             g = glyph(font, rng.choices(GLYPH_SIZES, (1, 4, 1))[0] if j else size, char)
             if char == " ":
                 x += g.advance * word_gap + letter_gap
@@ -130,9 +169,13 @@ class LineRenderer:
                     region = canvas[top : top + h, left : left + w]
                     np.maximum(region, mask, out=region)
             x += g.advance * (1 + rng.gauss(0, 0.04 * j)) + letter_gap
+        if struck:
+            _strike(canvas, struck_span, baseline - 0.3 * size, size, rng)
         canvas, baseline = _crop_to_ink(canvas, baseline, pad=2)
         canvas = _shear(canvas, rng.uniform(-self.slant, self.slant), baseline)
-        canvas = _pen_width(canvas, font_stroke_width(font), rng)
+        canvas = _pen_width(canvas, font_stroke_width(font), rng, *PEN_WIDTH[self.style])
+        if self.style == "form" and j and rng.random() < ELASTIC_PROB:
+            canvas = _elastic(canvas, size, rng)
         return _crop_to_ink(canvas, baseline, pad=0)
 
     def _fit_height(self, mask: np.ndarray, baseline: float, rng: random.Random) -> tuple[np.ndarray, float]:
@@ -148,8 +191,40 @@ class LineRenderer:
         mask = cv2.copyMakeBorder(mask, *pads, cv2.BORDER_CONSTANT, value=0)
         return mask, pads[0] + baseline * scale
 
-    def _ink(self, paper: np.ndarray, mask: np.ndarray, rng: random.Random) -> np.ndarray:
-        ink = [min(255, max(0, c + rng.randint(-12, 12))) for c in rng.choice(INKS)]
+    def _on_form(self, mask: np.ndarray, paper: Paper, rng: random.Random) -> np.ndarray:
+        """The ink on a real form's paper, placed as the real lines are: ink 50-80 % of the line's height,
+        near the left border, a blank stretch after it up to the box's end (the paper's own width, or
+        the paper stretched where the text is longer)."""
+        out_h = rng.randint(*self.height)
+        ink_h = max(4, round(out_h * rng.uniform(0.5, 0.8)))
+        scale = ink_h / mask.shape[0]
+        ink_w = max(1, round(mask.shape[1] * scale * rng.uniform(0.9, 1.25)))
+        mask = cv2.resize(mask, (ink_w, ink_h), interpolation=cv2.INTER_AREA)
+        left = round(rng.uniform(0.02, 0.4) * out_h)
+        # the writing ends before the box does (its end border sits at 85-95 % of most crops' width)
+        width = max(
+            round(paper.image.shape[1] * out_h / PAPER_HEIGHT),
+            round((left + ink_w) / rng.uniform(0.65, 0.95)),
+        )
+        background = cv2.resize(paper.image, (width, out_h), interpolation=cv2.INTER_LINEAR)
+        top = round((out_h - ink_h) / 2 + rng.gauss(0, 0.07 * out_h))
+        top = min(max(0, top), out_h - ink_h)
+        full = np.zeros((out_h, width), np.uint8)
+        full[top : top + ink_h, left : left + ink_w] = mask
+        pen = paper.ink if sum(paper.ink) < 3 * 110 else rng.choice(INKS)  # a faint crop's "ink" is paper
+        # a photographed ballpoint stroke is solid at its core, down to a pixel wide: lift partial coverage
+        # (thin strokes scaled down) towards full
+        image = self._ink(background, cv2.LUT(full, SOLID_INK), rng, pen)
+        # phone cameras sharpen (an unsharp mask): without it the lines are measurably softer than the real
+        # ones (scripts/realism.py's statistics classifier: log Laplacian variance 7.5 against 8.4)
+        blurred = cv2.GaussianBlur(image, (0, 0), 0.8 * out_h / 48)
+        amount = rng.uniform(0.5, 1.5)
+        return cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
+
+    def _ink(
+        self, paper: np.ndarray, mask: np.ndarray, rng: random.Random, pen: Sequence[int] | None = None
+    ) -> np.ndarray:
+        ink = [min(255, max(0, c + rng.randint(-12, 12))) for c in (pen or rng.choice(INKS))]
         alpha = mask.astype(np.float32) * (rng.uniform(0.8, 1.0) / 255.0)
         solid = np.empty_like(paper)
         solid[:] = ink
@@ -206,6 +281,42 @@ class LineRenderer:
                     )
 
 
+def _strike(canvas: np.ndarray, span: list[float], y: float, size: int, rng: random.Random) -> None:
+    """Strike out the ink between x = span[0] and span[1]: one or two pen lines, or a scribble."""
+    x0, x1 = int(span[0]), int(span[1])
+    if x1 <= x0:
+        return
+    pen = rng.randint(2, 4)
+    if rng.random() < 0.7:
+        for _ in range(rng.choice((1, 1, 2))):
+            y0, y1 = (int(y + rng.gauss(0, 0.12 * size)) for _ in range(2))
+            cv2.line(canvas, (x0 - 2, y0), (x1 + 2, y1), 255, pen, cv2.LINE_AA)
+    else:  # a zigzag scribble over the word
+        step = max(3, size // 4)
+        points = [
+            (x, int(y + (0.35 if k % 2 else -0.35) * size)) for k, x in enumerate(range(x0, x1 + 1, step))
+        ]
+        cv2.polylines(canvas, [np.array(points, np.int32)], False, 255, pen, cv2.LINE_AA)
+
+
+def _elastic(canvas: np.ndarray, size: int, rng: random.Random) -> np.ndarray:
+    """Bend the strokes: each pixel moves by a smooth random field (cells of about half a glyph), up to
+    ~5 % of the glyph size, so the same letter differs along the line as it does in one hand."""
+    h, w = canvas.shape
+    np_rng = np.random.default_rng(rng.getrandbits(64))
+    cell = max(4, size // 2)
+    amplitude = rng.uniform(0.02, 0.05) * size
+    grid = (h // cell + 2, w // cell + 2)
+    dx, dy = (
+        cv2.resize(
+            np_rng.normal(0, amplitude, grid).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+        )
+        for _ in range(2)
+    )
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(canvas, xs + dx, ys + dy, cv2.INTER_LINEAR, borderValue=0)
+
+
 def _rotate(mask: np.ndarray, degrees: float) -> tuple[np.ndarray, int, int]:
     """Rotate a glyph about its centre into a grown bitmap (nothing cut); returns it and how much it grew left/up."""
     h, w = mask.shape
@@ -254,16 +365,23 @@ def font_stroke_width(font: str) -> float:
     return 2.0 * area / max(outline, 1) / upscale
 
 
-def _pen_width(canvas: np.ndarray, font_width: float, rng: random.Random) -> np.ndarray:
+def _pen_width(
+    canvas: np.ndarray,
+    font_width: float,
+    rng: random.Random,
+    pens: tuple[float, float] = (1.5, 4.0),
+    max_thinning: int = 1,
+) -> np.ndarray:
     """A ballpoint draws a near-even stroke: thicken hairline fonts to a drawn pen width, thin heavy ones.
 
     Pen widths are at glyph scale (size 36): 1.5-4 pixels there is a fine to broad ballpoint in a line.
+    A heavy font is thinned by at most `max_thinning` one-pixel erosions.
     """
-    pen = rng.uniform(1.5, 4.0)
+    pen = rng.uniform(*pens)
     grow = round(pen - font_width)
     if grow >= 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow + 1, grow + 1))
         return cv2.dilate(canvas, kernel)
     if grow <= -1:
-        return cv2.erode(canvas, np.ones((2, 2), np.uint8))
+        return cv2.erode(canvas, np.ones((2, 2), np.uint8), iterations=min(-grow, max_thinning))
     return canvas

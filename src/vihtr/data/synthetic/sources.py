@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 
 from vihtr.data.augment import LineAugment
+from vihtr.data.folds import parse_fold
 from vihtr.data.sources.base import Sample
 from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.data.synthetic.corpus import (
@@ -25,6 +26,7 @@ from vihtr.data.synthetic.corpus import (
     kalapa_labels,
     read_corpus,
 )
+from vihtr.data.synthetic.paper import PaperBank
 from vihtr.data.synthetic.render import LineRenderer
 from vihtr.text.normalize import normalize_text
 
@@ -32,7 +34,12 @@ _MAX_TRIES = 20  # redraws allowed when a generated text falls outside the chars
 
 
 class SyntheticSource:
-    """Base: `len()`, `text(index)`, `get(index, rng)`; subclasses implement `_generate(index, rng)`."""
+    """Base: `len()`, `text(index)`, `get(index, rng)`; subclasses implement `_generate(index, rng)`.
+
+    style: the renderer's (`form`, or `v1` the first one); held_out_fold: the writer fold whose paper (and,
+    for the corpus sources, text) is never used (None or "all": every writer); data_root: the real data
+    that form paper comes from (default `$VIHTR_DATA_ROOT`; without it, procedural paper).
+    """
 
     def __init__(
         self,
@@ -46,16 +53,24 @@ class SyntheticSource:
         fonts: Sequence[str] | None = None,
         form_line_prob: float = 0.4,
         jitter: float = 1.0,
+        style: str = "form",
+        held_out_fold: int | str | None = HELD_OUT_FOLD,
+        data_root: str | os.PathLike | None = None,
     ) -> None:
         self.name = name
         self.size = int(size)
         self.seed = seed
         self.tone_style = tone_style
+        self.held_out_fold = parse_fold(held_out_fold)
+        # form paper comes from the training writers' crops only; without real data, procedural paper
+        paper = PaperBank.maybe(data_root, self.held_out_fold) if style == "form" else None
         self.renderer = LineRenderer(
             height=tuple(height),
             fonts=list(fonts) if fonts else None,
             form_line_prob=form_line_prob,
             jitter=jitter,
+            style=style,
+            paper=paper,
         )
         self.augmenter = LineAugment(augment_strength) if augment else None
 
@@ -114,11 +129,11 @@ class CorpusSource(SyntheticSource):
         size: int = 100_000,
         corpus_files: Sequence[str | os.PathLike] | None = None,
         words: Sequence[int] = (2, 12),
-        held_out_fold: int | None = HELD_OUT_FOLD,
+        held_out_fold: int | str | None = HELD_OUT_FOLD,
         **kwargs,
     ) -> None:
-        super().__init__(name=name, size=size, **kwargs)
-        files = list(corpus_files) if corpus_files else default_corpus_files(held_out_fold=held_out_fold)
+        super().__init__(name=name, size=size, held_out_fold=held_out_fold, **kwargs)
+        files = list(corpus_files) if corpus_files else default_corpus_files(held_out_fold=self.held_out_fold)
         self.generator = CorpusLineGenerator.from_files(files, tuple(words))
 
     def _generate(self, index: int, rng: random.Random) -> str:
@@ -134,14 +149,14 @@ class RealLabelSource(SyntheticSource):
         name: str = "synth_real_labels",
         labels_file: str | os.PathLike | None = None,
         size: int | None = None,
-        held_out_fold: int | None = HELD_OUT_FOLD,
+        held_out_fold: int | str | None = HELD_OUT_FOLD,
         **kwargs,
     ) -> None:
-        path = labels_file or kalapa_labels(held_out_fold=held_out_fold)
+        path = labels_file or kalapa_labels(held_out_fold=parse_fold(held_out_fold))
         if path is None:
             raise FileNotFoundError(f"no Kalapa labels under {DEFAULT_DATA_ROOT} (set VIHTR_DATA_ROOT)")
         self.labels = read_corpus(path)
-        super().__init__(name=name, size=size or len(self.labels), **kwargs)
+        super().__init__(name=name, size=size or len(self.labels), held_out_fold=held_out_fold, **kwargs)
 
     def _generate(self, index: int, rng: random.Random) -> str:
         return self.labels[index % len(self.labels)]
