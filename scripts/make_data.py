@@ -1,4 +1,5 @@
-"""Write a seeded synthetic set to data/synth/<source>/: images/*.jpg, labels.tsv and a contact sheet.
+"""Write a seeded synthetic set to data/synth/<source>/: images/*.jpg, labels.tsv and a contact sheet,
+plus data/synth/real_vs_synthetic.png (real training lines and synthetic addresses in alternate rows).
 
     python scripts/make_data.py                         # every source, counts from conf/make_data.yaml
     python scripts/make_data.py --sources synth_address --count 500 --out /tmp/synth
@@ -81,6 +82,38 @@ def contact_sheet(out_dir: Path, n: int = 24, width: int = 1400) -> Path:
     return path
 
 
+def real_vs_synthetic_sheet(
+    out_root: Path, synthetic_dir: Path, n: int = 12, height: int = 64
+) -> Path | None:
+    """Real Kalapa lines (training writers) and synthetic lines in alternate rows, at one height, in one PNG:
+    what `scripts/realism.py` measures, for a person to see. None without the real data."""
+    from vihtr.data.sources.real import LineFolderSource
+    from vihtr.data.synthetic.corpus import HELD_OUT_FOLD
+    from vihtr.paths import data_root
+
+    if (
+        not (data_root() / "kalapa2023" / "labels.tsv").is_file()
+        or not (synthetic_dir / "labels.tsv").is_file()
+    ):
+        return None
+    real = LineFolderSource(data_root() / "kalapa2023", fold=HELD_OUT_FOLD, split="train")
+    rng = random.Random(0)
+    real_images = [real.get(i, rng).image for i in rng.sample(range(len(real)), min(n, len(real)))]
+    rows = (synthetic_dir / "labels.tsv").read_text(encoding="utf-8").splitlines()[:n]
+    synthetic = [Image.open(synthetic_dir / row.split("\t")[0]).convert("RGB") for row in rows]
+    pairs = [image for pair in zip(real_images, synthetic) for image in pair]
+    width = max(round(im.width * height / im.height) for im in pairs)
+    sheet = Image.new("RGB", (width + 90, len(pairs) * (height + 4)), (128, 128, 128))
+    draw = ImageDraw.Draw(sheet)
+    for k, image in enumerate(pairs):
+        y = k * (height + 4)
+        draw.text((4, y + height // 2 - 6), "real" if k % 2 == 0 else "synthetic", fill="white")
+        sheet.paste(image.resize((round(image.width * height / image.height), height)), (90, y))
+    path = out_root / "real_vs_synthetic.png"
+    sheet.save(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         log.info(
             "%s: %d lines (%d new) in %s; contact sheet %s", name, len(source), new, out_root / name, sheet
         )
+    sheet = real_vs_synthetic_sheet(out_root, out_root / "synth_address")
+    if sheet:
+        log.info("real and synthetic lines side by side: %s", sheet)
 
 
 if __name__ == "__main__":

@@ -216,3 +216,16 @@ def test_default_corpora_leave_out_the_held_out_writers(tmp_path, monkeypatch):
     assert len(CorpusSource(size=10, augment=False).generator.lines) == len(kalapa["train"]) + len(
         vnondb["train"]
     )
+
+
+def test_make_data_shows_real_and_synthetic_lines_side_by_side(tmp_path, data_root):
+    from PIL import Image
+
+    config = tmp_path / "make_data.yaml"
+    config.write_text(
+        "seed: 0\nout_dir: unused\nsources:\n  synth_address:\n    class: AddressSource\n    count: 3\n"
+    )
+    out = tmp_path / "synth"
+    _load_make_data().main(["--config", str(config), "--out", str(out)])
+    sheet = Image.open(out / "real_vs_synthetic.png")
+    assert sheet.height == 6 * (64 + 4)  # 3 real and 3 synthetic rows

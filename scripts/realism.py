@@ -1,0 +1,145 @@
+"""Realism of synthetic lines, as numbers: classifiers learn to tell real Kalapa lines from synthetic ones.
+
+    python scripts/realism.py --styles v1 form            # held-out accuracy per renderer style
+    python scripts/realism.py --styles form --reader-cer models/vihtr-lite1 --out logs/font_cer.json
+
+Both classifiers (`vihtr.data.synthetic.realism`: a small CNN on grey windows, and a logistic regression on
+global image statistics) train on the Kalapa lines of writer folds 1-4 and as many synthetic address lines,
+and are tested on fold 0 (432 lines) against 432 new synthetic lines: accuracy near 50 % means they cannot
+tell them apart. Synthetic lines are augmented as training augments them; real lines are as scanned. Same
+seeds and budget for every style. `--reader-cer` instead scores each font by the CER of a model trained
+mostly on real lines (80 % of its training), the measure `FORM_FONTS` was chosen by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import vihtr  # noqa: F401  (environment fixes before torch)
+from vihtr.data.sources.real import LineFolderSource
+from vihtr.data.synthetic.corpus import HELD_OUT_FOLD
+from vihtr.data.synthetic.fonts import font_names
+from vihtr.data.synthetic.realism import RealismClassifier, StatsClassifier, line_stats, to_grey_line
+from vihtr.data.synthetic.sources import AddressSource
+from vihtr.paths import data_root
+
+log = logging.getLogger("realism")
+
+
+@dataclass
+class Lines:
+    grey: list[np.ndarray]  # what the CNN sees
+    stats: list[np.ndarray]  # what the statistics classifier sees
+    texts: list[str]
+
+    @classmethod
+    def of(cls, samples) -> Lines:
+        return cls(
+            [to_grey_line(s.image) for s in samples],
+            [line_stats(s.image, len(s.text)) for s in samples],
+            [s.text for s in samples],
+        )
+
+
+def real_lines(split: str) -> Lines:
+    source = LineFolderSource(data_root() / "kalapa2023", fold=HELD_OUT_FOLD, split=split)
+    rng = random.Random(0)
+    return Lines.of([source.get(i, rng) for i in range(len(source))])
+
+
+def synthetic_lines(style: str, count: int, seed: int) -> Lines:
+    source = AddressSource(size=count, seed=seed, style=style, held_out_fold=HELD_OUT_FOLD)
+    return Lines.of([source.get(i, random.Random(f"realism:{seed}:{i}")) for i in range(count)])
+
+
+def px_per_char(*sets: Lines) -> list[float]:
+    """Quartiles of line width per character at the classifiers' line height."""
+    ratios = [g.shape[1] / max(1, len(t)) for lines in sets for g, t in zip(lines.grey, lines.texts)]
+    return [round(float(q), 1) for q in np.percentile(ratios, [25, 50, 75])]
+
+
+def reader_cer_by_font(model: Path, style: str, lines: int, threads: int) -> dict[str, float]:
+    """Each font's CER under a recogniser trained mostly on real lines: the fonts it reads best are the
+    ones that look most like the real hands it learnt (the CNN classifier tells every font apart)."""
+    import editdistance
+
+    from vihtr.inference.predictor import Predictor
+
+    predictor = Predictor.from_release([model], threads=threads, domain="general")
+    scores = {}
+    for font in font_names():
+        source = AddressSource(size=lines, seed=3, style=style, fonts=[font], held_out_fold=HELD_OUT_FOLD)
+        samples = [source.get(i, random.Random(f"fonts:{i}")) for i in range(lines)]
+        predictions = predictor.predict([s.image for s in samples])
+        edits = sum(editdistance.eval(p.text, s.text) for p, s in zip(predictions, samples))
+        scores[font] = round(edits / sum(len(s.text) for s in samples), 4)
+        log.info("%s: CER %.3f", font, scores[font])
+    return dict(sorted(scores.items(), key=lambda kv: kv[1]))
+
+
+def write_json(path: Path | None, data: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--styles", nargs="+", default=["v1", "form"], help="renderer styles to compare")
+    parser.add_argument("--epochs", type=int, default=6, help="CNN epochs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-cnn", action="store_true", help="only the statistics classifier (seconds)")
+    parser.add_argument("--reader-cer", type=Path, metavar="MODEL", help="only score fonts by MODEL's CER")
+    parser.add_argument("--font-lines", type=int, default=32, help="lines per font for --reader-cer")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.reader_cer:
+        scores = reader_cer_by_font(args.reader_cer, args.styles[0], args.font_lines, args.threads)
+        print(json.dumps(scores, indent=1))
+        write_json(args.out, scores)
+        return
+
+    real_train, real_test = real_lines("train"), real_lines("val")
+    results = {"real": {"train": len(real_train.texts), "test": len(real_test.texts)}}
+    results["real"]["px_per_char"] = px_per_char(real_train, real_test)
+    log.info("real lines: %s", results["real"])
+    for style in args.styles:
+        start = time.time()
+        synth_train = synthetic_lines(style, len(real_train.texts), seed=1)
+        synth_test = synthetic_lines(style, len(real_test.texts), seed=2)
+        stats = StatsClassifier().fit(real_train.stats, synth_train.stats)
+        results[style] = {
+            "stats": vars(stats.score(real_test.stats, synth_test.stats)),
+            "px_per_char": px_per_char(synth_train, synth_test),
+        }
+        if not args.no_cnn:
+            cnn = RealismClassifier(epochs=args.epochs).fit(real_train.grey, synth_train.grey)
+            results[style]["cnn"] = vars(cnn.score(real_test.grey, synth_test.grey))
+        results[style]["seconds"] = round(time.time() - start)
+        log.info("%s: %s", style, results[style])
+    print("held-out accuracy telling real from synthetic lines (50 %: cannot tell); pixels per character")
+    print(f"{'lines':<8} {'CNN':>7} {'statistics':>11} {'px/char q1,med,q3':>20}")
+    print(f"{'real':<8} {'':>7} {'':>11} {str(results['real']['px_per_char']):>20}")
+    for style in args.styles:
+        r = results[style]
+        cnn = f"{r['cnn']['accuracy']:.3f}" if "cnn" in r else "-"
+        print(f"{style:<8} {cnn:>7} {r['stats']['accuracy']:>11.3f} {str(r['px_per_char']):>20}")
+    write_json(args.out, results)
+
+
+if __name__ == "__main__":
+    main()
