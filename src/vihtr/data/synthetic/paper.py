@@ -29,9 +29,8 @@ from vihtr.paths import cache_dir, data_root
 
 log = logging.getLogger(__name__)
 
-PAPER_HEIGHT = (
-    64  # backgrounds are kept at this height (renderers scale them): ~12 KB of cache per 100 px width
-)
+# backgrounds are kept at this height (renderers scale them): ~19 KB per 100 px of width
+PAPER_HEIGHT = 64
 STROKE_KERNEL = 9  # closing size at PAPER_HEIGHT: wider than a ballpoint stroke with its blur (3-6 px there)
 BORDER_DARKNESS = 20  # grey levels a border is darker than the cleaned paper around it
 INK_STEP = 12  # grey levels below the closed paper that count as ink
@@ -77,9 +76,8 @@ def _load_paper(path: str) -> Paper:
     if cached.is_file():
         with np.load(cached) as saved:
             return Paper(image=saved["image"], ink=tuple(int(c) for c in saved["ink"]))
-    image = cv2.imread(
-        path, cv2.IMREAD_REDUCED_COLOR_2
-    )  # half size while decoding: a scan stays >= PAPER_HEIGHT
+    # decoded at half size (twice as fast): a scan stays taller than PAPER_HEIGHT
+    image = cv2.imread(path, cv2.IMREAD_REDUCED_COLOR_2)
     if image is not None and image.shape[0] < PAPER_HEIGHT:  # a small crop (packed data): its full size
         image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
