@@ -42,8 +42,12 @@ def test_path_pil_numpy_and_bytes_read_the_same(predictor, real_images):
     inputs = [str(path), pil, np.asarray(pil), path.read_bytes()]
     results = predictor.predict(inputs)
     assert {r.text for r in results} == {results[0].text}
-    for r in results[1:]:  # batch composition may change the last float bits
-        assert r.char_confidences == pytest.approx(results[0].char_confidences, abs=1e-4)
+    # a path and its bytes decode the JPEG straight to grey; an opened image or an array reaches the
+    # predictor as RGB and is converted (within 3 grey levels of the JPEG's own luma, `load_image`)
+    path_result, pil_result, array_result, bytes_result = results
+    assert bytes_result.char_confidences == pytest.approx(path_result.char_confidences, abs=1e-4)
+    assert pil_result.char_confidences == pytest.approx(array_result.char_confidences, abs=1e-4)
+    assert array_result.char_confidences == pytest.approx(path_result.char_confidences, abs=2e-3)
 
 
 def test_unreadable_inputs_give_errors_and_the_batch_goes_on(predictor, real_images, tmp_path):
