@@ -153,7 +153,7 @@ def test_a_ctc_ensemble_picks_the_reading_both_models_find_likely_even_when_thei
     rescoring each model's reading by the summed CTC log-likelihood keeps the text."""
     import torch
 
-    from vihtr.inference.ensemble import Started, average_ctc, ctc_log_likelihood, rescore_ctc
+    from vihtr.inference.ensemble import Started, ctc_inputs, ctc_log_likelihood, rescore_ctc
     from vihtr.models.decoding import BLANK, FIRST_CHAR_ID, ctc_best_path
 
     x, y, columns = FIRST_CHAR_ID, FIRST_CHAR_ID + 1, 6
@@ -166,7 +166,9 @@ def test_a_ctc_ensemble_picks_the_reading_both_models_find_likely_even_when_thei
         return Started(lengths=torch.tensor([columns]), ctc_log_probs=(probs / probs.sum(-1, True)).log())
 
     early, late = model({0: x, 2: y}, 0.8), model({1: x, 3: y}, 0.7)
-    assert ctc_best_path(*average_ctc([early, late])).token_ids == [[]]  # the mean loses both characters
+    mean = torch.stack([early.ctc_log_probs, late.ctc_log_probs]).exp().mean(dim=0).log()
+    averaged = Started(lengths=early.lengths, ctc_log_probs=mean)
+    assert ctc_best_path(*ctc_inputs(averaged)).token_ids == [[]]  # the mean loses both characters
     result = rescore_ctc([early, late])
     assert result.token_ids == [[x, y]]
     assert len(result.token_probs[0]) == 2 and result.token_probs[0][0] == pytest.approx(0.8, abs=1e-3)

@@ -128,10 +128,7 @@ def rescore_ctc(started: list[Started], ctc_decoder=None) -> DecodeResult:
     """Each model reads each line (CTC best path, or `ctc_decoder`); a line's reading is the candidate with
     the highest sum over models of its CTC log-likelihood. Its character probabilities are those of the
     model that proposed it; its score is that sum divided by the models and the line's columns."""
-    readings = []
-    for s in started:
-        mask = torch.arange(s.ctc_log_probs.shape[1])[None, :] >= s.lengths[:, None]
-        readings.append((ctc_decoder or ctc_best_path)(s.ctc_log_probs.float(), mask))
+    readings = [(ctc_decoder or ctc_best_path)(*ctc_inputs(s)) for s in started]
     result = DecodeResult([], [], [])
     for line in range(len(started[0].lengths)):
         best, best_score = 0, -math.inf  # every reading impossible for some model: the first model's
@@ -151,17 +148,10 @@ def rescore_ctc(started: list[Started], ctc_decoder=None) -> DecodeResult:
     return result
 
 
-def average_ctc(started: list[Started]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The models' CTC log-probs averaged in probability -> (log-probs B x T x V, padding mask B x T)."""
-    shapes = {tuple(s.ctc_log_probs.shape) for s in started}
-    if len(shapes) != 1:
-        raise ValueError(f"a CTC ensemble needs the same number of columns from every model, got {shapes}")
-    if len(started) == 1:  # nothing to average: a single model's log-probs as they are
-        log_probs = started[0].ctc_log_probs.float()
-    else:
-        log_probs = torch.stack([s.ctc_log_probs.float() for s in started]).exp().mean(dim=0).log()
-    lengths = started[0].lengths
-    mask = torch.arange(log_probs.shape[1])[None, :] >= lengths[:, None]
+def ctc_inputs(started: Started) -> tuple[torch.Tensor, torch.Tensor]:
+    """One model's CTC log-probs as float (B x T x V) and its padding mask (B x T): what a CTC search takes."""
+    log_probs = started.ctc_log_probs.float()
+    mask = torch.arange(log_probs.shape[1])[None, :] >= started.lengths[:, None]
     return log_probs, mask
 
 
@@ -217,7 +207,7 @@ class EnsembleDecoder:
         if use_ctc:
             if len(started) > 1:
                 return rescore_ctc(started, ctc_decoder)
-            return (ctc_decoder or ctc_best_path)(*average_ctc(started))
+            return (ctc_decoder or ctc_best_path)(*ctc_inputs(started[0]))
         lock_step = LockStep(self.models, [s.state for s in started])
         memory, memory_mask = LockStep.placeholder_memory(len(started[0].lengths))
         if method == "beam":
