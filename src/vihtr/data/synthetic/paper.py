@@ -54,14 +54,14 @@ def clean_paper(rgb: np.ndarray) -> Paper:
     ink = tuple(int(c) for c in ink_pixels.mean(axis=0))
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE_KERNEL, STROKE_KERNEL))
     closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
-    removed = (closed.astype(np.int16) - small).max(axis=2) > BORDER_DARKNESS
-    removed = removed.astype(np.uint8)
+    darkening = (closed.astype(np.int16) - small).max(axis=2)  # how much darker than its paper each pixel is
+    removed = (darkening > BORDER_DARKNESS).astype(np.uint8)
     rules = cv2.morphologyEx(removed, cv2.MORPH_OPEN, np.ones((1, max(8, width // 6)), np.uint8))
     rules |= cv2.morphologyEx(removed, cv2.MORPH_OPEN, np.ones((int(0.85 * PAPER_HEIGHT), 1), np.uint8))
     rules = cv2.dilate(rules, np.ones((3, 3), np.uint8)).astype(bool)  # the anti-aliased edges too
     # only the ink (and its soft edge) takes the closing's paper: elsewhere the photo's own grain and light stay
-    ink_area = (closed.astype(np.int16) - small).max(axis=2) > INK_STEP
-    ink_area = cv2.dilate(ink_area.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~rules
+    ink_area = cv2.dilate((darkening > INK_STEP).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    ink_area &= ~rules
     cleaned = small.copy()
     cleaned[ink_area] = closed[ink_area]
     return Paper(image=cleaned, ink=ink)
@@ -104,7 +104,6 @@ class PaperBank:
         folder = Path(root or data_root()) / "kalapa2023"
         source = LineFolderSource(folder, fold=held_out_fold, split="train")
         self.paths = [str(source.root / key) for key in source.keys]
-        self.writers = set(source.groups)
         if not self.paths:
             raise FileNotFoundError(f"no Kalapa training crops under {folder}")
 

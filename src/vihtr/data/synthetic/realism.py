@@ -73,6 +73,14 @@ class RealismResult:
     n_test: int
 
 
+def balanced_result(p_real_of_real: np.ndarray, p_real_of_synthetic: np.ndarray) -> RealismResult:
+    """Accuracy over equal numbers of real and synthetic lines, from each line's P(real)."""
+    real_recall = float((p_real_of_real > 0.5).mean())
+    synthetic_recall = float((p_real_of_synthetic <= 0.5).mean())
+    n = len(p_real_of_real) + len(p_real_of_synthetic)
+    return RealismResult((real_recall + synthetic_recall) / 2, real_recall, synthetic_recall, n)
+
+
 class RealismClassifier:
     """`fit(real, synthetic)` on grey lines (`to_grey_line`), then `score` / `p_real` on held-out lines."""
 
@@ -117,9 +125,7 @@ class RealismClassifier:
     def score(self, real: Sequence[np.ndarray], synthetic: Sequence[np.ndarray]) -> RealismResult:
         """Held-out accuracy with as many real as synthetic lines (the larger set is cut)."""
         n = min(len(real), len(synthetic))
-        real_recall = float((self.p_real(real[:n]) > 0.5).mean())
-        synthetic_recall = float((self.p_real(synthetic[:n], seed=2) <= 0.5).mean())
-        return RealismResult((real_recall + synthetic_recall) / 2, real_recall, synthetic_recall, 2 * n)
+        return balanced_result(self.p_real(real[:n]), self.p_real(synthetic[:n], seed=2))
 
 
 def line_stats(image: Image.Image, chars: int) -> np.ndarray:
@@ -181,6 +187,4 @@ class StatsClassifier:
 
     def score(self, real: Sequence[np.ndarray], synthetic: Sequence[np.ndarray]) -> RealismResult:
         n = min(len(real), len(synthetic))
-        real_recall = float((self.p_real(real[:n]) > 0.5).mean())
-        synthetic_recall = float((self.p_real(synthetic[:n]) <= 0.5).mean())
-        return RealismResult((real_recall + synthetic_recall) / 2, real_recall, synthetic_recall, 2 * n)
+        return balanced_result(self.p_real(real[:n]), self.p_real(synthetic[:n]))
