@@ -34,7 +34,7 @@ PAPER_HEIGHT = 64
 STROKE_KERNEL = 9  # closing size at PAPER_HEIGHT: wider than a ballpoint stroke with its blur (3-6 px there)
 BORDER_DARKNESS = 20  # grey levels a border is darker than the cleaned paper around it
 INK_STEP = 12  # grey levels below the closed paper that count as ink
-PAPER_VERSION = 2  # bump when clean_paper changes: the disk cache is keyed by it
+PAPER_VERSION = 3  # bump when clean_paper changes: the disk cache is keyed by it
 INK_PERCENTILE = 1  # the darkest 1 % of a crop's pixels are its ink
 
 
