@@ -1,13 +1,16 @@
 """Realism of synthetic lines, as numbers: classifiers learn to tell real Kalapa lines from synthetic ones.
 
     python scripts/realism.py --styles v1 form            # held-out accuracy per renderer style
+    python scripts/realism.py --augment both              # both sides augmented as training augments them
     python scripts/realism.py --styles form --reader-cer models/vihtr-lite1 --out logs/font_cer.json
 
 Both classifiers (`vihtr.data.synthetic.realism`: a small CNN on grey windows, and a logistic regression on
 global image statistics) train on the Kalapa lines of writer folds 1-4 and as many synthetic address lines,
 and are tested on fold 0 (432 lines) against 432 new synthetic lines: accuracy near 50 % means they cannot
-tell them apart. Synthetic lines are augmented as training augments them; real lines are as scanned. Same
-seeds and budget for every style. `--reader-cer` instead scores each font by the CER of a model trained
+tell them apart. By default neither side is augmented (the renderer against the scans: training augments
+real and synthetic lines alike, so augmentation is no difference between them); `--augment both` compares
+what training feeds the model, `--augment synthetic` is the first measurement's protocol. Same seeds and
+budget for every style. `--reader-cer` instead scores each font by the CER of a model trained
 mostly on real lines (80 % of its training), the measure `FORM_FONTS` was chosen by.
 """
 
@@ -18,12 +21,13 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import vihtr  # noqa: F401  (environment fixes before torch)
+from vihtr.data.augment import LineAugment
 from vihtr.data.sources.real import LineFolderSource
 from vihtr.data.synthetic.corpus import HELD_OUT_FOLD
 from vihtr.data.synthetic.fonts import font_names
@@ -49,14 +53,28 @@ class Lines:
         )
 
 
-def real_lines(split: str) -> Lines:
+# What each side gets of the training augmentation (`LineAugment(0.5)`, which training applies to real and
+# synthetic lines alike): "none" compares the renderer with the scans, "both" what the model sees in
+# training, "synthetic" (the first measurement's protocol) augments the synthetic side only.
+AUGMENT = ("none", "both", "synthetic")
+
+
+def real_lines(split: str, augment: str = "none") -> Lines:
     source = LineFolderSource(data_root() / "kalapa2023", fold=HELD_OUT_FOLD, split=split)
     rng = random.Random(0)
-    return Lines.of([source.get(i, rng) for i in range(len(source))])
+    samples = [source.get(i, rng) for i in range(len(source))]
+    if augment == "both":
+        augmenter = LineAugment(0.5)
+        samples = [
+            replace(s, image=augmenter(s.image, random.Random(f"real:{i}"))) for i, s in enumerate(samples)
+        ]
+    return Lines.of(samples)
 
 
-def synthetic_lines(style: str, count: int, seed: int) -> Lines:
-    source = AddressSource(size=count, seed=seed, style=style, held_out_fold=HELD_OUT_FOLD)
+def synthetic_lines(style: str, count: int, seed: int, augment: str = "none") -> Lines:
+    source = AddressSource(
+        size=count, seed=seed, style=style, held_out_fold=HELD_OUT_FOLD, augment=augment != "none"
+    )
     return Lines.of([source.get(i, random.Random(f"realism:{seed}:{i}")) for i in range(count)])
 
 
@@ -96,6 +114,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--styles", nargs="+", default=["v1", "form"], help="renderer styles to compare")
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENT,
+        default="none",
+        help="training augmentation on neither side (renderer vs scans), both, or the synthetic side only",
+    )
     parser.add_argument("--epochs", type=int, default=6, help="CNN epochs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-cnn", action="store_true", help="only the statistics classifier (seconds)")
@@ -113,14 +137,17 @@ def main() -> None:
         write_json(args.out, scores)
         return
 
-    real_train, real_test = real_lines("train"), real_lines("val")
-    results = {"real": {"train": len(real_train.texts), "test": len(real_test.texts)}}
+    real_train, real_test = real_lines("train", args.augment), real_lines("val", args.augment)
+    results = {
+        "augment": args.augment,
+        "real": {"train": len(real_train.texts), "test": len(real_test.texts)},
+    }
     results["real"]["px_per_char"] = px_per_char(real_train, real_test)
     log.info("real lines: %s", results["real"])
     for style in args.styles:
         start = time.time()
-        synth_train = synthetic_lines(style, len(real_train.texts), seed=1)
-        synth_test = synthetic_lines(style, len(real_test.texts), seed=2)
+        synth_train = synthetic_lines(style, len(real_train.texts), seed=1, augment=args.augment)
+        synth_test = synthetic_lines(style, len(real_test.texts), seed=2, augment=args.augment)
         stats = StatsClassifier().fit(real_train.stats, synth_train.stats)
         results[style] = {
             "stats": vars(stats.score(real_test.stats, synth_test.stats)),
@@ -131,7 +158,9 @@ def main() -> None:
             results[style]["cnn"] = vars(cnn.score(real_test.grey, synth_test.grey))
         results[style]["seconds"] = round(time.time() - start)
         log.info("%s: %s", style, results[style])
-    print("held-out accuracy telling real from synthetic lines (50 %: cannot tell); pixels per character")
+    print(
+        f"held-out accuracy telling real from synthetic lines (50 %: cannot tell), augmentation: {args.augment}"
+    )
     print(f"{'lines':<8} {'CNN':>7} {'statistics':>11} {'px/char q1,med,q3':>20}")
     print(f"{'real':<8} {'':>7} {'':>11} {str(results['real']['px_per_char']):>20}")
     for style in args.styles:

@@ -45,6 +45,55 @@ def test_clean_paper_removes_the_handwriting_and_keeps_the_box():
     assert paper.ink[2] > paper.ink[0] + 30  # blue ink recognised as blue
 
 
+def test_the_pen_is_the_handwriting_colour_not_the_printed_borders():
+    crop = _form_crop()
+    for y in (6, 112):  # black printed borders, darker than the blue ballpoint
+        cv2.line(crop, (0, y), (1199, y), (15, 15, 15), 3)
+    ink = clean_paper(crop).ink
+    assert ink[2] > ink[0] + 30 and sum(ink) > 3 * 30
+
+
+def test_cleaned_paper_keeps_the_level_of_the_paper_around_the_writing():
+    """The writing's place is filled from the paper around it: a closing alone fills it with the brightest
+    grain nearby, a light patch a classifier sees (issue 9)."""
+    crop = _form_crop()
+    grain = np.random.default_rng(0).normal(0, 8, crop.shape[:2])
+    crop = np.clip(crop + grain[..., None], 0, 255).astype(np.uint8)
+    grey = clean_paper(crop).image.mean(axis=2)
+    scale = PAPER_HEIGHT / 120
+    written = grey[round(40 * scale) : round(85 * scale), round(30 * scale) : round(500 * scale)]
+    blank = grey[round(40 * scale) : round(85 * scale), round(560 * scale) : round(980 * scale)]
+    assert abs(written.mean() - blank.mean()) < 4
+
+
+def test_paper_is_cut_to_the_line_not_squeezed():
+    """A wide crop is cut (its left part and its end border), a narrow one stretched, at the line's height."""
+    paper = np.full((PAPER_HEIGHT, 800, 3), 220, np.uint8)
+    paper[:, 720:723] = 40  # the box's end border, at 90 % of its width
+    paper[:, 100:102] = 90  # a mark that squeezing would move
+    cut = render._fit_paper(paper, 300, 48)
+    assert cut.shape == (48, 300, 3)
+    columns = cut.mean(axis=(0, 2))
+    assert columns[74:77].min() < 120  # the mark at its own scale (100 x 48 / 64 = 75)
+    assert columns[-70:].min() < 80  # the end border kept
+    assert render._fit_paper(paper, 900, 48).shape == (48, 900, 3)
+
+
+def test_form_lines_are_as_wide_per_character_as_the_real_ones(tmp_path, monkeypatch):
+    """Real Kalapa lines are 16-24 px per character at 48 px (quartiles, scripts/realism.py): a short address
+    is not drawn on a whole crop's width, nor a long one squeezed."""
+    monkeypatch.setenv("VIHTR_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    shutil.copytree(FIXTURES / "lines", root / "kalapa2023")
+    renderer = LineRenderer(height=(48, 64), paper=PaperBank(root, held_out_fold=0))
+    for text in ("Ấp 3 Hà Nội", "Số 12 Thôn Kiện Khê Xã Thanh Liêm Huyện Thanh Liêm Tỉnh Hà Nam"):
+        ratios = []
+        for seed in range(8):
+            image = renderer.render(text, random.Random(seed))
+            ratios.append(image.width * 48 / image.height / len(text))
+        assert 12 < np.median(ratios) < 30, (text, ratios)
+
+
 def test_paper_bank_never_draws_a_held_out_writers_crop(tmp_path, monkeypatch):
     from vihtr.data.sources.real import LineFolderSource
 

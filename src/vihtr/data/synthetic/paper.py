@@ -34,8 +34,8 @@ PAPER_HEIGHT = 64
 STROKE_KERNEL = 9  # closing size at PAPER_HEIGHT: wider than a ballpoint stroke with its blur (3-6 px there)
 BORDER_DARKNESS = 20  # grey levels a border is darker than the cleaned paper around it
 INK_STEP = 12  # grey levels below the closed paper that count as ink
-PAPER_VERSION = 3  # bump when clean_paper changes: the disk cache is keyed by it
-INK_PERCENTILE = 1  # the darkest 1 % of a crop's pixels are its ink
+PAPER_VERSION = 5  # bump when clean_paper changes: the disk cache is keyed by it
+INK_PERCENTILE = 10  # the darkest 10 % of a crop's handwriting pixels give its pen colour
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,6 @@ def clean_paper(rgb: np.ndarray) -> Paper:
     h, w = rgb.shape[:2]
     width = max(PAPER_HEIGHT, round(w * PAPER_HEIGHT / h))
     small = cv2.resize(rgb, (width, PAPER_HEIGHT), interpolation=cv2.INTER_AREA)
-    grey = small.mean(axis=2)
-    ink_pixels = small[grey <= np.percentile(grey, INK_PERCENTILE)]
-    ink = tuple(int(c) for c in ink_pixels.mean(axis=0))
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (STROKE_KERNEL, STROKE_KERNEL))
     closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     darkening = (closed.astype(np.int16) - small).max(axis=2)  # how much darker than its paper each pixel is
@@ -62,8 +59,16 @@ def clean_paper(rgb: np.ndarray) -> Paper:
     # only the ink (and its soft edge) takes the closing's paper: elsewhere the photo's own grain and light stay
     ink_area = cv2.dilate((darkening > INK_STEP).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     ink_area &= ~rules
+    # the pen: the darkest handwriting pixels (the ruled borders are often another, printed, colour)
+    strokes = (darkening > INK_STEP) & ~rules
+    ink_pixels = small[strokes] if strokes.any() else small.reshape(-1, 3)
+    ink_grey = ink_pixels.mean(axis=1)
+    ink_pixels = ink_pixels[ink_grey <= np.percentile(ink_grey, INK_PERCENTILE)]
+    ink = tuple(int(c) for c in ink_pixels.mean(axis=0))
     cleaned = small.copy()
     cleaned[ink_area] = closed[ink_area]
+    # the closing fills with the brightest paper nearby; inpainting from the surrounding paper keeps its level
+    cleaned = cv2.inpaint(cleaned, ink_area.astype(np.uint8), 3, cv2.INPAINT_TELEA)
     return Paper(image=cleaned, ink=ink)
 
 

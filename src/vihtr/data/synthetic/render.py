@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vihtr.data.synthetic.fonts import FORM_FONTS, font_names, load_font
-from vihtr.data.synthetic.paper import PAPER_HEIGHT, Paper, PaperBank
+from vihtr.data.synthetic.paper import Paper, PaperBank
 
 # Glyphs are drawn at one of these sizes (pixels), then the composed line is scaled to the output height:
 # a few fixed sizes keep the glyph cache small; the middle one is the common case.
@@ -48,13 +48,13 @@ FORM_INKS = ((150, 150, 150), (90, 90, 90), (120, 150, 200), (200, 140, 140))
 STYLES = ("form", "v1")
 # gaps between words (x the space's advance) and letters (x the glyph size) per style: the real Kalapa lines
 # are written loosely (scripts/realism.py prints pixels per character of real and synthetic lines)
-WORD_GAP = {"v1": (0.8, 1.6), "form": (1.2, 2.6)}
-LETTER_GAP = {"v1": (-0.04, 0.08), "form": (0.0, 0.14)}
+WORD_GAP = {"v1": (0.8, 1.6), "form": (1.0, 2.2)}
+LETTER_GAP = {"v1": (-0.04, 0.08), "form": (-0.02, 0.08)}
 # pen widths at glyph scale: the real forms are filled with fine ballpoints
 # (pen width range, most one-pixel erosions of a heavy font)
-PEN_WIDTH = {"v1": ((1.5, 4.0), 1), "form": ((0.8, 2.4), 3)}
+PEN_WIDTH = {"v1": ((1.5, 4.0), 1), "form": ((0.5, 1.8), 3)}
 ELASTIC_PROB = 0.5  # form style: the line's strokes bent by a smooth random field (a hand, not a font)
-SOLID_INK = np.array([round(255 * (i / 255) ** 0.5) for i in range(256)], np.uint8)  # coverage curve
+SOLID_INK = np.array([round(255 * (i / 255) ** 0.35) for i in range(256)], np.uint8)  # coverage curve
 STRIKE_PROB = 0.05  # form style: a word written, struck out and written again (not in the label)
 
 
@@ -192,21 +192,18 @@ class LineRenderer:
         return mask, pads[0] + baseline * scale
 
     def _on_form(self, mask: np.ndarray, paper: Paper, rng: random.Random) -> np.ndarray:
-        """The ink on a real form's paper, placed as the real lines are: ink 50-80 % of the line's height,
-        near the left border, a blank stretch after it up to the box's end (the paper's own width, or
-        the paper stretched where the text is longer)."""
+        """The ink on a real form's paper, placed as the real lines are: ink 45-72 % of the line's height,
+        near the left border, a blank stretch after it up to the box's end, as wide as the real lines are
+        per character."""
         out_h = rng.randint(*self.height)
-        ink_h = max(4, round(out_h * rng.uniform(0.5, 0.8)))
+        ink_h = max(4, round(out_h * rng.uniform(0.45, 0.72)))
         scale = ink_h / mask.shape[0]
-        ink_w = max(1, round(mask.shape[1] * scale * rng.uniform(0.9, 1.25)))
+        ink_w = max(1, round(mask.shape[1] * scale * rng.uniform(0.85, 1.2)))
         mask = cv2.resize(mask, (ink_w, ink_h), interpolation=cv2.INTER_AREA)
         left = round(rng.uniform(0.02, 0.4) * out_h)
         # the writing ends before the box does (its end border sits at 85-95 % of most crops' width)
-        width = max(
-            round(paper.image.shape[1] * out_h / PAPER_HEIGHT),
-            round((left + ink_w) / rng.uniform(0.65, 0.95)),
-        )
-        background = cv2.resize(paper.image, (width, out_h), interpolation=cv2.INTER_LINEAR)
+        width = round((left + ink_w) / rng.uniform(0.55, 0.9))
+        background = _fit_paper(paper.image, width, out_h)
         top = round((out_h - ink_h) / 2 + rng.gauss(0, 0.07 * out_h))
         top = min(max(0, top), out_h - ink_h)
         full = np.zeros((out_h, width), np.uint8)
@@ -218,8 +215,18 @@ class LineRenderer:
         # phone cameras sharpen (an unsharp mask): without it the lines are measurably softer than the real
         # ones (scripts/realism.py's statistics classifier: log Laplacian variance 7.5 against 8.4)
         blurred = cv2.GaussianBlur(image, (0, 0), 0.8 * out_h / 48)
-        amount = rng.uniform(0.5, 1.5)
-        return cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
+        amount = rng.uniform(0.3, 1.0)
+        image = cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
+        # the sensor's grain and the JPEG the photo was saved as, without chroma subsampling: a real crop was
+        # taken at several times this size, so its thin strokes keep their pen's tint
+        np_rng = np.random.default_rng(rng.getrandbits(64))
+        grain = np_rng.normal(0.0, rng.uniform(1.0, 4.0), image.shape[:2]).astype(np.float32)
+        image = np.clip(image + grain[..., None], 0, 255).astype(np.uint8)
+        quality = [cv2.IMWRITE_JPEG_QUALITY, rng.randint(60, 95)]
+        _, jpeg = cv2.imencode(
+            ".jpg", image, [*quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+        )
+        return cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)
 
     def _ink(
         self, paper: np.ndarray, mask: np.ndarray, rng: random.Random, pen: Sequence[int] | None = None
@@ -279,6 +286,17 @@ class LineRenderer:
                         colour,
                         1,
                     )
+
+
+def _fit_paper(paper: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A form's paper at `height` x `width`: a wider crop is cut (its left part, then its right end with the
+    box's end border), a narrower one stretched: squeezing a crop would squeeze its texture and borders."""
+    natural = max(1, round(paper.shape[1] * height / paper.shape[0]))
+    paper = cv2.resize(paper, (natural, height), interpolation=cv2.INTER_AREA)
+    if natural <= width:
+        return cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+    end = min(width // 4, natural // 8)
+    return np.concatenate([paper[:, : width - end], paper[:, natural - end :]], axis=1)
 
 
 def _strike(canvas: np.ndarray, span: list[float], y: float, size: int, rng: random.Random) -> None:
