@@ -49,3 +49,37 @@ def test_tone_marks_are_drawn_above_or_below_the_letter(font):
         else:
             assert toned.top < base.top, f"{font}: no mark above 'a' + {mark!r}"
     assert np.count_nonzero(glyph(font, SIZE, "ấ").mask) > np.count_nonzero(base.mask)
+
+
+def test_vendor_font_merges_web_font_subsets(tmp_path):
+    """scripts/vendor_font.py: a @fontsource font comes as per-subset woff files; merged, a Vietnamese line
+    draws from all of them."""
+    import importlib.util
+    from pathlib import Path
+
+    from fontTools import subset
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "vendor_font.py"
+    spec = importlib.util.spec_from_file_location("vendor_font", path)
+    vendor_font = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vendor_font)
+
+    latin, vietnamese = "abcdefghijklmnopqrstuvwxyz ", "ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ"
+    parts = []
+    for name, chars in (("latin", latin), ("vietnamese", vietnamese)):
+        options = subset.Options()
+        options.flavor = "woff"
+        font = TTFont(font_path("patrick-hand"))
+        subsetter = subset.Subsetter(options)
+        subsetter.populate(text=chars)
+        subsetter.subset(font)
+        parts.append(tmp_path / f"{name}.woff")
+        subset.save_font(font, str(parts[-1]), options)
+        assert not set(map(ord, vietnamese if name == "latin" else "bcfjkqz")) & set(font.getBestCmap())
+    merged = vendor_font.merge_subsets(parts, tmp_path / "merged" / "merged.ttf")
+    cmap = TTFont(merged).getBestCmap()
+    assert set(map(ord, latin + vietnamese)) <= set(cmap)
+    from PIL import ImageFont
+
+    face = ImageFont.truetype(str(merged), SIZE)
+    assert all(face.getmask(c).getbbox() for c in (latin + vietnamese).replace(" ", ""))  # every letter draws ink

@@ -10,7 +10,7 @@ import pytest
 
 from vihtr.data.synthetic import paper as paper_module
 from vihtr.data.synthetic import render
-from vihtr.data.synthetic.fonts import FORM_FONTS, font_names
+from vihtr.data.synthetic.fonts import FORM_FONTS, V1_FONTS, font_names
 from vihtr.data.synthetic.paper import PAPER_HEIGHT, PaperBank, clean_paper
 from vihtr.data.synthetic.realism import RealismClassifier, to_grey_line, window
 from vihtr.data.synthetic.render import LineRenderer
@@ -129,9 +129,9 @@ def test_form_style_lays_the_ink_on_real_paper(tmp_path, monkeypatch):
 
 
 def test_styles_choose_their_fonts():
-    assert LineRenderer(style="v1")._fonts == font_names()
+    assert LineRenderer(style="v1")._fonts == list(V1_FONTS)
     assert LineRenderer()._fonts == list(FORM_FONTS)
-    assert set(FORM_FONTS) < set(font_names())
+    assert set(FORM_FONTS) < set(font_names()) and set(V1_FONTS) < set(font_names())
     with pytest.raises(ValueError, match="style"):
         LineRenderer(style="fancy")
 

@@ -17,6 +17,8 @@ FONT_DIR = ASSETS_DIR / "fonts"
 # The `form` style's fonts: the half of the vendored fonts that vihtr-lite1 (trained on 80 % real lines)
 # reads best when they are rendered as form lines, 7.4-12.9 % CER against 13.1-26.3 % for the other half,
 # ornate scripts (`python scripts/realism.py --styles form --reader-cer models/vihtr-lite1 --font-lines 32`).
+# Of the fonts added later, oooh-baby reads as well (11.9 %); playwrite-vn (the Vietnamese school cursive,
+# 20.7 %) and square-peg (21.7 %) read like the ornate scripts, so they are vendored but not drawn here.
 FORM_FONTS = (
     "borel",
     "charm",
@@ -26,6 +28,7 @@ FORM_FONTS = (
     "mali",
     "moon-dance",
     "mynerve",
+    "oooh-baby",
     "pacifico",
     "pangolin",
     "patrick-hand",
@@ -35,6 +38,15 @@ FORM_FONTS = (
     "shantell-sans",
     "sriracha",
 )
+
+# The `v1` style's fonts: every font vendored when it was the renderer, so its comparison can be re-run.
+V1_FONTS = (
+    "alex-brush", "allura", "birthstone", "borel", "charm", "charmonman", "comforter", "corinthia",
+    "dancing-script", "ephesis", "grape-nuts", "great-vibes", "hurricane", "inspiration", "itim",
+    "kolker-brush", "love-light", "mali", "mea-culpa", "moon-dance", "my-soul", "mynerve", "pacifico",
+    "pangolin", "patrick-hand", "playpen-sans", "puppies-play", "sedgwick-ave", "send-flowers",
+    "shantell-sans", "sriracha", "whisper",
+)  # fmt: skip
 
 
 @lru_cache(maxsize=1)

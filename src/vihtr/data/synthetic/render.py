@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vihtr.data.synthetic.fonts import FORM_FONTS, font_names, load_font
+from vihtr.data.synthetic.fonts import FORM_FONTS, V1_FONTS, font_names, load_font
 from vihtr.data.synthetic.paper import Paper, PaperBank
 
 # Glyphs are drawn at one of these sizes (pixels), then the composed line is scaled to the output height:
@@ -83,7 +83,7 @@ class LineRenderer:
     """Renders text lines; the constructor's ranges are what each line draws from.
 
     height: output image height range (pixels, padding included).
-    fonts: font names (see `font_names()`); None means every vendored font.
+    fonts: font names (see `font_names()`); None: the style's fonts (`FORM_FONTS` or `V1_FONTS`).
     jitter: scales every per-glyph perturbation (0 = a clean typeset line).
     form_line_prob: chance of printed form lines (underline, dotted line, boxes) behind the text.
     """
@@ -101,7 +101,7 @@ class LineRenderer:
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {self.style!r}")
-        default = FORM_FONTS if self.style == "form" else font_names()
+        default = FORM_FONTS if self.style == "form" else V1_FONTS
         self._fonts = list(self.fonts) if self.fonts else list(default)
         unknown = set(self._fonts) - set(font_names())
         if unknown:
