@@ -192,17 +192,17 @@ class LineRenderer:
         return mask, pads[0] + baseline * scale
 
     def _on_form(self, mask: np.ndarray, paper: Paper, rng: random.Random) -> np.ndarray:
-        """The ink on a real form's paper, placed as the real lines are: ink 45-72 % of the line's height,
+        """The ink on a real form's paper, placed as the real lines are: ink 42-68 % of the line's height,
         near the left border, a blank stretch after it up to the box's end, as wide as the real lines are
         per character."""
         out_h = rng.randint(*self.height)
-        ink_h = max(4, round(out_h * rng.uniform(0.45, 0.72)))
+        ink_h = max(4, round(out_h * rng.uniform(0.42, 0.68)))
         scale = ink_h / mask.shape[0]
         ink_w = max(1, round(mask.shape[1] * scale * rng.uniform(0.85, 1.2)))
         mask = cv2.resize(mask, (ink_w, ink_h), interpolation=cv2.INTER_AREA)
         left = round(rng.uniform(0.02, 0.4) * out_h)
         # the writing ends before the box does (its end border sits at 85-95 % of most crops' width)
-        width = round((left + ink_w) / rng.uniform(0.55, 0.9))
+        width = round((left + ink_w) / rng.uniform(0.5, 0.85))
         background = _fit_paper(paper.image, width, out_h)
         top = round((out_h - ink_h) / 2 + rng.gauss(0, 0.07 * out_h))
         top = min(max(0, top), out_h - ink_h)
@@ -215,8 +215,10 @@ class LineRenderer:
         # phone cameras sharpen (an unsharp mask): without it the lines are measurably softer than the real
         # ones (scripts/realism.py's statistics classifier: log Laplacian variance 7.5 against 8.4)
         blurred = cv2.GaussianBlur(image, (0, 0), 0.8 * out_h / 48)
-        amount = rng.uniform(0.3, 1.0)
-        image = cv2.addWeighted(image, 1 + amount, blurred, -amount, 0)
+        amount = rng.uniform(0.5, 1.5)
+        # the overshoot stays within the line's own range: ink no darker than its pen, paper no brighter
+        darkest, lightest = image.min(axis=(0, 1)), image.max(axis=(0, 1))
+        image = np.clip(cv2.addWeighted(image, 1 + amount, blurred, -amount, 0), darkest, lightest)
         # the sensor's grain and the JPEG the photo was saved as, without chroma subsampling: a real crop was
         # taken at several times this size, so its thin strokes keep their pen's tint
         np_rng = np.random.default_rng(rng.getrandbits(64))
