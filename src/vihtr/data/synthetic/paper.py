@@ -4,10 +4,12 @@ A Kalapa crop is a phone photo of one form box: tinted paper (grey, bluish, lave
 box's ruled borders (often a vertical border with the page beyond it on the right), JPEG noise. No
 procedural paper looked like it (issue 9); the crops themselves, without their ink, do.
 
-Ink is removed by a grey-level closing (a max then a min filter wider than a pen stroke). The closing also
-removes the ruled borders, which are as thin as a stroke but long: they are found in what the closing took
-away (a horizontal or vertical opening keeps only long runs) and put back. Each crop also gives its ink
-colour (the mean of its darkest pixels), so a background carries the pen it was written with.
+Ink is found by a grey-level closing (a max then a min filter wider than a pen stroke): what the closing
+lifts is ink. The closing also lifts the ruled borders, which are as thin as a stroke but long: they are
+found in what it lifted (a horizontal or vertical opening keeps only long runs) and left in place. The ink's
+place is then inpainted from the paper around it (the closing's own fill is the brightest paper nearby, a
+light patch where the writing was). Each crop also gives its pen colour (the mean of the darkest tenth of
+its handwriting's pixels, borders excluded), so a background carries the pen it was written with.
 
 Only writers outside the held-out fold are used: a score is never measured on paper the model trained on.
 """
