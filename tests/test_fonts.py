@@ -82,4 +82,6 @@ def test_vendor_font_merges_web_font_subsets(tmp_path):
     from PIL import ImageFont
 
     face = ImageFont.truetype(str(merged), SIZE)
-    assert all(face.getmask(c).getbbox() for c in (latin + vietnamese).replace(" ", ""))  # every letter draws ink
+    assert all(
+        face.getmask(c).getbbox() for c in (latin + vietnamese).replace(" ", "")
+    )  # every letter draws ink

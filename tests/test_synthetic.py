@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from vihtr.data.augment import LineAugment
 from vihtr.data.synthetic.address import AddressGenerator
@@ -66,6 +67,18 @@ def _stats(lines: list[str]) -> dict[str, float]:
         "Thôn": sum("Thôn" in t.split() for t in lines) / n,
         "comma": sum("," in t for t in lines) / n,
     }
+
+
+def test_hand_augmentation_is_off_by_default_and_changes_the_hand_when_on():
+    image = Image.fromarray(np.full((48, 300, 3), 230, np.uint8))
+    ImageDraw.Draw(image).line([(20, 24), (280, 24)], fill=(20, 20, 80), width=2)
+    plain, default = LineAugment(0.5, hand=0.0), LineAugment(0.5)
+    assert all(_same(plain(image, random.Random(s)), default(image, random.Random(s))) for s in range(5))
+    hand = LineAugment(0.0, hand=1.0)
+    widths = {hand(image, random.Random(s)).width for s in range(20)}
+    assert len(widths) > 2 and min(widths) < 300 < max(widths)  # letters drawn narrower and wider
+    with pytest.raises(ValueError, match="hand"):
+        LineAugment(0.5, hand=1.5)
 
 
 def test_addresses_look_like_the_real_labels(data_root):

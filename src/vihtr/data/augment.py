@@ -21,10 +21,30 @@ from PIL import Image  # noqa: E402
 PAPER_FILL = (255, 255, 255)  # what geometric transforms reveal at the borders: blank paper
 
 
-def build_pipeline(strength: float) -> A.Compose:
+def hand_transforms(hand: float) -> list:
+    """Another writer's hand on the same line (issue 9, point 4): wider or narrower letters, a wavy line,
+    a broader pen. `hand` in [0, 1] scales how often and how far. No erasing: a hole can take a tone mark
+    away and make the label wrong."""
+    h = float(hand)
+    return [
+        A.Affine(
+            scale={"x": (1 - 0.25 * h, 1 + 0.25 * h), "y": (1.0, 1.0)},
+            fit_output=True,
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=PAPER_FILL,
+            p=0.5 * h,
+        ),
+        A.GridDistortion(num_steps=5, distort_limit=0.3 * h, border_mode=cv2.BORDER_REPLICATE, p=0.3 * h),
+        # erosion of the image is a wider dark stroke: a broader pen
+        A.Morphological(scale=(2, 2), operation="erosion", p=0.2 * h),
+    ]
+
+
+def build_pipeline(strength: float, hand: float = 0.0) -> A.Compose:
     s = float(strength)
     return A.Compose(
         [
+            *(hand_transforms(hand) if hand > 0 else []),
             A.Affine(
                 rotate=(-2.0 * s, 2.0 * s),
                 shear={"x": (-8.0 * s, 8.0 * s), "y": (-1.0 * s, 1.0 * s)},
@@ -52,13 +72,15 @@ def build_pipeline(strength: float) -> A.Compose:
 
 
 class LineAugment:
-    """Callable augmenter for RGB PIL line images; `strength` 0 is the identity, 1 is heavy."""
+    """Callable augmenter for RGB PIL line images; `strength` 0 is the identity, 1 is heavy. `hand` > 0 adds
+    `hand_transforms` (off by default: not yet shown to help at equal steps, models/README.md)."""
 
-    def __init__(self, strength: float = 0.5) -> None:
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength}")
-        self.strength = strength
-        self._pipeline = build_pipeline(strength) if strength > 0 else None
+    def __init__(self, strength: float = 0.5, hand: float = 0.0) -> None:
+        for name, value in (("strength", strength), ("hand", hand)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        self.strength, self.hand = strength, hand
+        self._pipeline = build_pipeline(strength, hand) if strength > 0 or hand > 0 else None
 
     def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
         if self._pipeline is None:
