@@ -3,6 +3,8 @@
 import random
 from collections import Counter
 
+import pytest
+
 from vihtr.data.folds import assign_folds, read_folds_csv, select_fold, write_folds_csv
 
 
@@ -45,3 +47,15 @@ def test_train_and_val_partition_the_lines_by_writer(tmp_path):
     assert len(select_fold([*keys, "new"], [*groups, "w0"], 2, "train", csv_path)) == len(
         select_fold(keys, groups, 2, "train")
     )
+
+
+def test_rewriting_the_folds_never_leaves_half_a_file(tmp_path):
+    """A run reads the folds while `make data` rewrites them: a failed write keeps the old file whole."""
+    csv_path = tmp_path / "kalapa_folds.csv"
+    keys, groups = ["a/1.jpg", "b/1.jpg"], ["a", "b"]
+    write_folds_csv(csv_path, keys, ["t", "t"], groups, {"a": 0, "b": 1})
+    before = csv_path.read_bytes()
+    with pytest.raises(KeyError):  # a writer without a fold: the write fails half way
+        write_folds_csv(csv_path, keys + ["c/1.jpg"], ["t"] * 3, groups + ["c"], {"a": 0, "b": 1})
+    assert csv_path.read_bytes() == before and read_folds_csv(csv_path) == {"a/1.jpg": 0, "b/1.jpg": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["kalapa_folds.csv"]  # no temporary file left

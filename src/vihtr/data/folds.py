@@ -45,13 +45,20 @@ def assign_folds(groups: Sequence[str], n_folds: int = N_FOLDS, seed: int = DEFA
 
 
 def write_folds_csv(path: str | os.PathLike, keys, texts, groups, folds: dict[str, int]) -> None:
-    """Write one row per line: `path,text,writer,fold`."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(FOLD_COLUMNS)
-        for key, text, group in zip(keys, texts, groups):
-            writer.writerow([key, text, group, folds[group]])
+    """Write one row per line: `path,text,writer,fold`. Atomically: a training run reading the folds while
+    `make folds` (or `make data`, which runs it) rewrites them sees the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(FOLD_COLUMNS)
+            for key, text, group in zip(keys, texts, groups):
+                writer.writerow([key, text, group, folds[group]])
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_folds_csv(path: str | os.PathLike) -> dict[str, int]:
