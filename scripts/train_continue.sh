@@ -21,9 +21,12 @@ NAME=${NAME:-vihtr-lite1}
 EXPERIMENT=${EXPERIMENT:-lite1_ctc}
 LR=${LR:-5e-4}
 RELEASE=${RELEASE:-models/$NAME}
+# the synthetic lines the releases were trained on: continuing them on the `form` lines read 0.23-0.25 points
+# worse on Kalapa at 400 steps, on two seeds (models/README.md, "Synthetic lines"); SYNTH_STYLE=form to try
+SYNTH_STYLE=${SYNTH_STYLE:-v1}
 RUN=logs/continue/$NAME
 PY=${PY:-.venv/bin/python}
-ARGS=(experiment="$EXPERIMENT" hydra.run.dir="$RUN" callbacks.progress_bar=null)
+ARGS=(experiment="$EXPERIMENT" hydra.run.dir="$RUN" callbacks.progress_bar=null synth_style="$SYNTH_STYLE")
 if [[ -f $RUN/checkpoints/last.ckpt ]]; then
   echo "resuming $RUN/checkpoints/last.ckpt"
   ARGS+=(ckpt_path="$RUN/checkpoints/last.ckpt")

@@ -73,7 +73,7 @@ def build_pipeline(strength: float, hand: float = 0.0) -> A.Compose:
 
 class LineAugment:
     """Callable augmenter for RGB PIL line images; `strength` 0 is the identity, 1 is heavy. `hand` > 0 adds
-    `hand_transforms` (off by default: not yet shown to help at equal steps, models/README.md)."""
+    `hand_transforms` (off by default: two paired runs disagreed, models/README.md)."""
 
     def __init__(self, strength: float = 0.5, hand: float = 0.0) -> None:
         for name, value in (("strength", strength), ("hand", hand)):
