@@ -18,6 +18,14 @@ from vihtr.data.synthetic.render import LineRenderer
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture
+def root(tmp_path, monkeypatch) -> Path:
+    """A real-data root holding the fixture Kalapa lines, with the paper cache in tmp_path."""
+    monkeypatch.setenv("VIHTR_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(FIXTURES / "lines", tmp_path / "data" / "kalapa2023")
+    return tmp_path / "data"
+
+
 def _form_crop() -> np.ndarray:
     """A phone-photo-like form box: bluish paper, ruled top/bottom borders and an end border, blue ink."""
     h, w = 120, 1200
@@ -79,12 +87,9 @@ def test_paper_is_cut_to_the_line_not_squeezed():
     assert render._fit_paper(paper, 900, 48).shape == (48, 900, 3)
 
 
-def test_form_lines_are_as_wide_per_character_as_the_real_ones(tmp_path, monkeypatch):
+def test_form_lines_are_as_wide_per_character_as_the_real_ones(root):
     """Real Kalapa lines are 16-24 px per character at 48 px (quartiles, scripts/realism.py): a short address
     is not drawn on a whole crop's width, nor a long one squeezed."""
-    monkeypatch.setenv("VIHTR_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "data"
-    shutil.copytree(FIXTURES / "lines", root / "kalapa2023")
     renderer = LineRenderer(height=(48, 64), paper=PaperBank(root, held_out_fold=0))
     for text in ("Ấp 3 Hà Nội", "Số 12 Thôn Kiện Khê Xã Thanh Liêm Huyện Thanh Liêm Tỉnh Hà Nam"):
         ratios = []
@@ -94,12 +99,9 @@ def test_form_lines_are_as_wide_per_character_as_the_real_ones(tmp_path, monkeyp
         assert 12 < np.median(ratios) < 30, (text, ratios)
 
 
-def test_paper_bank_never_draws_a_held_out_writers_crop(tmp_path, monkeypatch):
+def test_paper_bank_never_draws_a_held_out_writers_crop(root, tmp_path):
     from vihtr.data.sources.real import LineFolderSource
 
-    monkeypatch.setenv("VIHTR_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "data"
-    shutil.copytree(FIXTURES / "lines", root / "kalapa2023")
     held_out = LineFolderSource(root / "kalapa2023", fold=0, split="val")
     training = LineFolderSource(root / "kalapa2023", fold=0, split="train")
     assert len(held_out) and len(training)
@@ -112,10 +114,7 @@ def test_paper_bank_never_draws_a_held_out_writers_crop(tmp_path, monkeypatch):
     assert PaperBank.maybe(tmp_path / "nowhere") is None  # no real data: procedural paper
 
 
-def test_form_style_lays_the_ink_on_real_paper(tmp_path, monkeypatch):
-    monkeypatch.setenv("VIHTR_CACHE_DIR", str(tmp_path / "cache"))
-    root = tmp_path / "data"
-    shutil.copytree(FIXTURES / "lines", root / "kalapa2023")
+def test_form_style_lays_the_ink_on_real_paper(root):
     renderer = LineRenderer(height=(48, 64), paper=PaperBank(root, held_out_fold=0))
     for seed in range(5):
         image = renderer.render("Thôn 8 Hoà Bình", random.Random(seed))

@@ -59,17 +59,17 @@ def clean_paper(rgb: np.ndarray) -> Paper:
     rules |= cv2.morphologyEx(removed, cv2.MORPH_OPEN, np.ones((int(0.85 * PAPER_HEIGHT), 1), np.uint8))
     rules = cv2.dilate(rules, np.ones((3, 3), np.uint8)).astype(bool)  # the anti-aliased edges too
     # only the ink (and its soft edge) takes the closing's paper: elsewhere the photo's own grain and light stay
-    ink_area = cv2.dilate((darkening > INK_STEP).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    ink_area &= ~rules
+    lifted = darkening > INK_STEP
+    ink_area = cv2.dilate(lifted.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~rules
     # the pen: the darkest handwriting pixels (the ruled borders are often another, printed, colour)
-    strokes = (darkening > INK_STEP) & ~rules
+    strokes = lifted & ~rules
     ink_pixels = small[strokes] if strokes.any() else small.reshape(-1, 3)
     ink_grey = ink_pixels.mean(axis=1)
     ink_pixels = ink_pixels[ink_grey <= np.percentile(ink_grey, INK_PERCENTILE)]
     ink = tuple(int(c) for c in ink_pixels.mean(axis=0))
     cleaned = small.copy()
     cleaned[ink_area] = closed[ink_area]
-    # the closing fills with the brightest paper nearby; inpainting from the surrounding paper keeps its level
+    # the closing's fill is the brightest paper nearby: inpainting, seeded with it, brings the paper's own level
     cleaned = cv2.inpaint(cleaned, ink_area.astype(np.uint8), 3, cv2.INPAINT_TELEA)
     return Paper(image=cleaned, ink=ink)
 
