@@ -55,13 +55,39 @@ def checkpoint_steps(path: str | Path) -> int | None:
     return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
 
 
+def schedule_position(path: str | Path) -> dict | None:
+    """Where a checkpoint of a long schedule stands in it (`model.scheduler.total_steps` set): its name,
+    length and the step reached, which a machine without the run's state continues from (train_continue.sh)."""
+    if Path(path).is_dir():
+        return None
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    scheduler = (checkpoint.get("hyper_parameters") or {}).get("scheduler") or {}
+    if not scheduler.get("total_steps"):
+        return None
+    return {
+        "name": scheduler.get("name"),
+        "total_steps": int(scheduler["total_steps"]),
+        "step": int(scheduler.get("start_step") or 0) + int(checkpoint.get("global_step", 0)),
+    }
+
+
 def export(args: argparse.Namespace) -> None:
-    model, preprocess = load_model(args.checkpoint)
+    """One checkpoint, or the mean of several of one run (the seed's last-k averaging: a long run keeps its
+    most recent checkpoints, and a release averages them)."""
+    last = args.checkpoint[-1]
+    model, preprocess = load_model(last)
+    if len(args.checkpoint) > 1:
+        from vihtr.models.release import average_checkpoints
+
+        model.load_state_dict(average_checkpoints(args.checkpoint))
     n_params = sum(p.numel() for p in model.parameters())
     metadata = {
-        "source_checkpoint": portable_path(args.checkpoint),
+        "source_checkpoint": ", ".join(portable_path(c) for c in args.checkpoint),
         "parameters": n_params,
-        "trained_steps": checkpoint_steps(args.checkpoint),
+        "trained_steps": checkpoint_steps(last),
+        "schedule": schedule_position(last),
         "notes": args.notes,
         "decode_method": args.decode_method,  # what Predictor(method=None) uses: the held-out best
         "domain": args.domain,  # what Predictor(domain=None) reads lines as
@@ -133,10 +159,10 @@ def calibrate(args: argparse.Namespace) -> None:
     import numpy as np
 
     from vihtr.inference.calibration import (
-        Calibration,
+        cross_fitted_calibration,
         expected_calibration_error,
-        fit_calibration,
         review_table,
+        with_review_threshold,
     )
 
     config_path = Path(args.model) / "config.json"
@@ -153,30 +179,15 @@ def calibrate(args: argparse.Namespace) -> None:
             exact.append(row["prediction"] == label)
             half.append(f"{source}/{row['writer']}")
             sources.append(source)
-    writers = sorted(set(half))
-    if len(writers) < 2:
-        raise SystemExit("error: the held-out lines come from one writer: too few to cross-fit a calibration")
-    half = [writers.index(w) % 2 for w in half]  # writers alternate between the two halves
-    raw_a, acc_a, half_a = np.array(raw), np.array(accuracy), np.array(half)
-    crossed = np.empty_like(raw_a)
-    for h in (0, 1):
-        fitted = fit_calibration(raw_a[half_a != h], acc_a[half_a != h])
-        crossed[half_a == h] = [fitted(r) for r in raw_a[half_a == h]]
-    ece_raw, _ = expected_calibration_error(raw_a, acc_a)
-    ece, bins = expected_calibration_error(crossed, acc_a)
-    identity = ece_raw <= ece  # the raw value is already as well calibrated: keep it (a map of x = y)
-    if identity:
-        crossed = raw_a
-        ece, bins = ece_raw, expected_calibration_error(raw_a, acc_a)[1]
+    try:
+        final, crossed, ece_raw, ece = cross_fitted_calibration(raw, accuracy, half)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    bins = expected_calibration_error(crossed, accuracy)[1]
     thresholds = [round(t, 2) for t in np.arange(0.1, 1.0, 0.05)]
-    table = review_table(crossed, acc_a, exact, thresholds)
-    # the documented threshold: the lowest one whose accepted lines reach the target character accuracy
-    reaching = [row for row in table if row["accepted_char_accuracy"] >= args.target_accuracy]
-    review_below = reaching[0]["threshold"] if reaching else None
-    if identity:
-        final = Calibration(x=(0.0, 1.0), y=(0.0, 1.0), review_below=review_below)
-    else:
-        final = fit_calibration(raw_a, acc_a, review_below=review_below)
+    table = review_table(crossed, accuracy, exact, thresholds)
+    final = with_review_threshold(final, table, args.target_accuracy)
+    review_below = final.review_below
     summary = {
         **final.to_dict(),
         "fold": args.fold,
@@ -207,7 +218,7 @@ def calibrate(args: argparse.Namespace) -> None:
         print(f"\nno threshold reaches {args.target_accuracy:.0%} character accuracy on the accepted lines")
     print(f"stored in {config_path}: review_below = {review_below} (target {args.target_accuracy:.0%})")
     if args.plot:
-        plot_reliability(raw_a, crossed, acc_a, args.plot)
+        plot_reliability(raw, crossed, accuracy, args.plot)
         print(f"reliability plot: {args.plot}")
 
 
@@ -244,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("export", help="a training checkpoint -> an fp16 release folder")
-    p.add_argument("checkpoint")
+    p = sub.add_parser(
+        "export", help="a training checkpoint (or the mean of several) -> an fp16 release folder"
+    )
+    p.add_argument(
+        "checkpoint", nargs="+", help="one checkpoint, or several of one run to average (in step order)"
+    )
     p.add_argument("folder")
     p.add_argument("--notes", default="")
     p.add_argument("--decode-method", default="greedy", choices=["greedy", "beam", "ctc"])

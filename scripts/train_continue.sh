@@ -1,46 +1,41 @@
 #!/usr/bin/env bash
-# Train the shipped default a little further, in a run that may outlive this session.
-#   scripts/train_continue.sh STEPS [extra Hydra overrides]      e.g.  nohup scripts/train_continue.sh 3000 &
-# Where it starts, first that exists:
-#   1. logs/continue/<name>/checkpoints/last.ckpt: an interrupted run of this script; it resumes with its
-#      optimizer, schedule and data position (Lightning), and STEPS is ignored;
-#   2. the committed release $RELEASE (default models/<name>): its weights, with a new warm-up + cosine
-#      schedule of STEPS steps at LR (default 5e-4, half the first run's);
-#   3. neither: the experiment from ImageNet weights (the first run).
-# Logs: logs/continue/<name>/ (train.log, csv/, wandb/ offline). Afterwards score and release:
-#   python scripts/release.py export logs/continue/<name>/checkpoints/averaged.ckpt /tmp/candidate
+# Train the shipped default in one long schedule that survives every stop (experiment=lite1_long).
+#   nohup scripts/train_continue.sh [extra Hydra overrides] &
+# The run's whole state (weights, optimizer, schedule, step; the data stream follows the step) lives under
+# $VIHTR_CACHE_DIR/runs/<name>/ (default ~/.cache/vihtr), outside the work tree. Where it starts, first that exists:
+#   1. that state (checkpoints/last.ckpt): it resumes where it stopped, with no new warm-up;
+#   2. the committed release $RELEASE (default models/<name>): its weights, at the step of the schedule its
+#      config.json records (metadata.schedule.step; 0 for a release from before the long schedule);
+#   3. neither: the experiment from ImageNet weights.
+# It says which in the log: $LOGS/<name>-<date>.log (default logs/long/). Pause it with kill -STOP <pid>, go on with -CONT.
+# Checkpoints every validation (data... trainer.val_check_interval); the three most recent are kept. A release:
+#   python scripts/release.py export $STATE/checkpoints/step*.ckpt /tmp/candidate --decode-method ctc --domain auto
 #   python scripts/release.py score /tmp/candidate models/<name>
-# The fast shape (models/extra/vihtr-lite1-fast, conf/experiment/lite1_fast.yaml):
-#   NAME=vihtr-lite1-fast EXPERIMENT=lite1_fast RELEASE=models/extra/vihtr-lite1-fast LR=2e-4 \
-#     nohup scripts/train_continue.sh 3000 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:?usage: scripts/train_continue.sh STEPS [overrides]}
-shift
 NAME=${NAME:-vihtr-lite1}
-EXPERIMENT=${EXPERIMENT:-lite1_ctc}
-LR=${LR:-5e-4}
+EXPERIMENT=${EXPERIMENT:-lite1_long}
 RELEASE=${RELEASE:-models/$NAME}
-# the synthetic lines the releases were trained on: continuing them on the `form` lines read 0.23-0.25 points
-# worse on Kalapa at 400 steps, on two seeds (models/README.md, "Synthetic lines"); SYNTH_STYLE=form to try
-SYNTH_STYLE=${SYNTH_STYLE:-v1}
-RUN=logs/continue/$NAME
+CACHE=${VIHTR_CACHE_DIR:-$HOME/.cache/vihtr}
+STATE=${STATE:-$CACHE/runs/$NAME}
 PY=${PY:-.venv/bin/python}
-ARGS=(experiment="$EXPERIMENT" hydra.run.dir="$RUN" callbacks.progress_bar=null synth_style="$SYNTH_STYLE")
-if [[ -f $RUN/checkpoints/last.ckpt ]]; then
-  echo "resuming $RUN/checkpoints/last.ckpt"
-  ARGS+=(ckpt_path="$RUN/checkpoints/last.ckpt")
-  STEPS=$("$PY" -c "import json,sys; print(json.load(open('$RUN/steps.json'))['max_steps'])")
+LOGS=${LOGS:-logs/long}
+mkdir -p "$LOGS" "$STATE"
+LOG=$LOGS/$NAME-$(date +%Y%m%d-%H%M).log
+ARGS=(experiment="$EXPERIMENT" hydra.run.dir="$STATE")
+if [[ -f $STATE/checkpoints/last.ckpt ]]; then
+  START=$("$PY" -c "import torch; c = torch.load('$STATE/checkpoints/last.ckpt', map_location='cpu', weights_only=False); print(c['global_step'] + int((c['hyper_parameters'].get('scheduler') or {}).get('start_step') or 0))")
+  echo "resuming $STATE/checkpoints/last.ckpt at step $START of the schedule" | tee -a "$LOG"
+  # the run's own settings (its start step among them) come from the config it was started with
+  ARGS+=(ckpt_path="$STATE/checkpoints/last.ckpt" model.scheduler.start_step="$(cat "$STATE/start_step")")
 elif [[ -f $RELEASE/weights.pt ]]; then
-  echo "continuing from the release $RELEASE"
-  ARGS+=(model.init_from="$RELEASE/weights.pt" model.optimizer.lr="$LR")
+  START=$("$PY" -c "import json; print(((json.load(open('$RELEASE/config.json'))['metadata'].get('schedule') or {}).get('step')) or 0)")
+  echo "no state under $STATE: continuing from the release $RELEASE at step $START of the schedule" | tee -a "$LOG"
+  echo "$START" > "$STATE/start_step"
+  ARGS+=(model.init_from="$RELEASE/weights.pt" model.scheduler.start_step="$START")
 else
-  echo "starting $EXPERIMENT from its initial weights"
+  echo "no state and no release: starting $EXPERIMENT from its initial weights" | tee -a "$LOG"
+  echo 0 > "$STATE/start_step"
 fi
-mkdir -p "$RUN"
-echo "{\"max_steps\": $STEPS}" > "$RUN/steps.json"
-"$PY" src/train.py "${ARGS[@]}" trainer.max_steps="$STEPS" "$@"
-# finished: keep the run under its date, so the next call does not resume a completed schedule
-DONE="$RUN-$(date +%Y%m%d-%H%M)"
-mv "$RUN" "$DONE"
-echo "done: $DONE/checkpoints/averaged.ckpt"
+"$PY" src/train.py "${ARGS[@]}" "$@" >> "$LOG" 2>&1
+echo "schedule finished: $STATE/checkpoints" | tee -a "$LOG"

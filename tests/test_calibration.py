@@ -12,10 +12,12 @@ from inference_helpers import train_tiny_release
 
 from vihtr.inference.calibration import (
     Calibration,
+    cross_fitted_calibration,
     expected_calibration_error,
     fit_calibration,
     isotonic_fit,
     review_table,
+    with_review_threshold,
 )
 from vihtr.inference.predictor import Predictor
 
@@ -42,6 +44,48 @@ def test_calibration_fixes_an_overconfident_score():
     assert ece_raw > 0.1 and ece < 0.02
     assert calibration(0.8) == pytest.approx(0.64, abs=0.03)
     assert all(b >= a for a, b in zip(calibration.y, calibration.y[1:]))
+
+
+def overconfident_lines(n: int = 3000, writers: int = 20, seed: int = 0):
+    """Lines whose raw confidence overstates their character accuracy in a known way: accuracy = raw ** 3."""
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(0.3, 1.0, n)
+    accuracy = np.clip(raw**3 + rng.normal(0, 0.03, n), 0, 1)
+    groups = [f"w{i % writers}" for i in range(n)]
+    return raw, accuracy, groups
+
+
+def test_the_release_calibration_corrects_a_known_overconfidence_on_lines_it_never_saw():
+    raw, accuracy, groups = overconfident_lines()
+    calibration, crossed, ece_raw, ece = cross_fitted_calibration(raw, accuracy, groups)
+    assert ece_raw > 0.15  # raw 0.8 for 51 % of characters right
+    assert ece < 0.02  # cross-fitted: each half scored by the map of the other half
+    assert calibration.x != (0.0, 1.0)  # a real map, not the identity fallback
+    assert calibration(0.8) == pytest.approx(0.8**3, abs=0.03)
+    assert calibration(0.95) == pytest.approx(0.95**3, abs=0.03)
+    # the review threshold: the lowest whose accepted lines reach 90 % on average
+    exact = accuracy > 0.99
+    thresholds = [round(t, 2) for t in np.arange(0.1, 1.0, 0.05)]
+    table = review_table(crossed, accuracy, exact, thresholds)
+    review = with_review_threshold(calibration, table, 0.9).review_below
+    assert review is not None
+    accepted = accuracy[crossed >= review]
+    assert accepted.mean() >= 0.9 and accuracy[crossed >= review - 0.05].mean() < 0.9
+
+
+def test_a_well_calibrated_score_keeps_the_identity_and_one_writer_is_refused():
+    rng = np.random.default_rng(1)
+    raw = rng.uniform(0, 1, 2000)
+    accuracy = np.clip(raw + rng.normal(0, 0.02, raw.size), 0, 1)
+    groups = [f"w{i % 10}" for i in range(raw.size)]
+    calibration, crossed, ece_raw, ece = cross_fitted_calibration(raw, accuracy, groups)
+    assert ece_raw < 0.03
+    if calibration.x == (0.0, 1.0):  # kept the identity: it says so by its scores
+        assert ece == ece_raw and list(crossed) == list(raw)
+    else:
+        assert ece < ece_raw
+    with pytest.raises(ValueError, match="one writer"):
+        cross_fitted_calibration(raw, accuracy, ["w"] * raw.size)
 
 
 def test_expected_calibration_error_weights_bins_by_lines():
@@ -92,8 +136,8 @@ def test_release_calibrate_fits_and_stores_a_calibration(tiny_release, data_root
     assert out.returncode == 0, out.stderr[-2000:]
     stored = json.loads((release / "config.json").read_text())["metadata"]["calibration"]
     assert stored["lines"] == 70 and 0 <= stored["ece"] <= stored["ece_raw"] + 1e-9
-    # a target of 0 is reached by any threshold that accepts a line: the lowest such is documented
-    assert stored["review_below"] is None or 0.1 <= stored["review_below"] < 1
+    # a target of 0 is reached by the lowest threshold of the table, which accepts every line
+    assert stored["review_below"] == 0.1
     assert plot.stat().st_size > 1000 and "| review below |" in out.stdout
     calibration = Calibration.from_dict(stored)
     assert Predictor.from_release(release).calibration == calibration

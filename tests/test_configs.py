@@ -251,10 +251,11 @@ EXPERIMENTS = {
     "cpu_small": ("tf_efficientnetv2_b1", "pretrain", 192, 32),
     "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
+    "lite1_long": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast", "lite1_tf", "synth_probe"}
+CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast", "lite1_long", "lite1_tf", "synth_probe"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))

@@ -163,6 +163,7 @@ class MixtureStream(IterableDataset):
         bucket_batches: int = 8,
         rank: int = 0,
         width_multiple: int = 1,
+        offset: int = 0,
     ) -> None:
         self.sources = list(sources.values())
         self.weights = weights
@@ -175,6 +176,9 @@ class MixtureStream(IterableDataset):
         self.bucket_batches = max(1, bucket_batches)
         self.rank = rank  # DDP processes share the seed: the rank keeps their streams apart
         self.width_multiple = width_multiple
+        self.offset = (
+            offset  # the step a run starts at: a resumed run draws new lines, not its first ones again
+        )
         self._passes = 0  # counted in each process's own copy: persistent workers still change every epoch
 
     def __len__(self) -> int:
@@ -193,7 +197,8 @@ class MixtureStream(IterableDataset):
         # a fresh DataLoader iterator gives its workers new seeds; the pass count covers persistent workers
         # and the main process; `self.seed` keeps a run reproducible
         worker_seed = info.seed if info else 0
-        rng = random.Random(f"{self.seed}:{self.rank}:{worker_seed}:{worker}:{self._passes}")
+        stream = f"{self.seed}:{self.rank}:{worker_seed}:{worker}:{self._passes}"
+        rng = random.Random(f"{stream}:{self.offset}" if self.offset else stream)
         self._passes += 1
         todo = self.n_batches // n_workers + (worker < self.n_batches % n_workers)
         while todo > 0:
@@ -269,11 +274,14 @@ class LineDataModule(pl.LightningDataModule):
         persistent_workers: bool = False,
         pin_memory: bool = False,
         seed: int | None = None,
+        stream_offset: int = 0,
         sources=None,
     ) -> None:
         """`max_label_length`: longer labels are skipped (None: none). `width_multiple`: training batches are
         padded to a multiple of this many px (a GPU wants few batch shapes). `sources`: the definitions the
-        data configs take `train_sources` and `val_sources` from (`vihtr.split`); not read here."""
+        data configs take `train_sources` and `val_sources` from (`vihtr.split`); not read here.
+        `stream_offset`: steps already trained in this schedule before the run began (a long run continued
+        from a release); the training stream adds the trainer's own step when it starts or resumes."""
         super().__init__()
         self.train_sources = named_sources(train_sources)
         self.val_sources = named_sources(val_sources)
@@ -298,6 +306,7 @@ class LineDataModule(pl.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.pin_memory = pin_memory
         self.seed = seed if seed is not None else torch.initial_seed() % 2**32
+        self.stream_offset = stream_offset
         for name, source in {**self.train_sources, **self.val_sources, **self.test_sources}.items():
             if len(source) == 0:
                 raise ValueError(f"source {name!r} has no lines")
@@ -346,6 +355,8 @@ class LineDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
+        # called after a checkpoint restored the step: a resumed run does not replay the lines it began with
+        self.train_set.offset = self.stream_offset + (self.trainer.global_step if self.trainer else 0)
         return self._loader(self.train_set, None)  # the stream yields whole batches
 
     def val_dataloader(self) -> DataLoader:

@@ -133,3 +133,36 @@ def expected_calibration_error(
             }
         )
     return float(ece), rows
+
+
+def cross_fitted_calibration(
+    raw: Sequence[float], accuracy: Sequence[float], groups: Sequence[str]
+) -> tuple[Calibration, np.ndarray, float, float]:
+    """The calibration a release stores, and how well it is calibrated on lines it never saw.
+
+    Groups (writers) alternate between two halves; each half's lines are calibrated by the map fitted on the
+    other half, so no line is scored by a map that saw it. The stored map is fitted on all lines, or is the
+    identity when the raw confidence is already as well calibrated as the cross-fitted one.
+    Returns (map, cross-fitted confidences, ECE of the raw confidence, ECE of the cross-fitted one)."""
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise ValueError("the held-out lines come from one writer: too few to cross-fit a calibration")
+    raw_a, acc_a = np.asarray(raw, dtype=float), np.asarray(accuracy, dtype=float)
+    half = np.array([names.index(g) % 2 for g in groups])
+    crossed = np.empty_like(raw_a)
+    for h in (0, 1):
+        fitted = fit_calibration(raw_a[half != h], acc_a[half != h])
+        crossed[half == h] = [fitted(r) for r in raw_a[half == h]]
+    ece_raw, _ = expected_calibration_error(raw_a, acc_a)
+    ece, _ = expected_calibration_error(crossed, acc_a)
+    if ece_raw <= ece:  # nothing to correct: keep the raw value (a map of x = y)
+        return Calibration(x=(0.0, 1.0), y=(0.0, 1.0)), raw_a, ece_raw, ece_raw
+    return fit_calibration(raw_a, acc_a), crossed, ece_raw, ece
+
+
+def with_review_threshold(calibration: Calibration, table: list[dict], target_accuracy: float) -> Calibration:
+    """The map with its documented threshold: the lowest of `review_table`'s thresholds whose accepted lines
+    reach `target_accuracy` mean character accuracy (None when none does)."""
+    reaching = [row for row in table if row["accepted_char_accuracy"] >= target_accuracy]
+    review_below = reaching[0]["threshold"] if reaching else None
+    return Calibration(calibration.x, calibration.y, calibration.target, review_below)

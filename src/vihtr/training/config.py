@@ -49,6 +49,8 @@ def register_resolvers() -> None:
         "vihtr.precision": auto_precision,
         "vihtr.on_gpu": on_gpu,
         "vihtr.repo_root": lambda: str(REPO_ROOT),
+        # a run that begins `start` steps into a schedule of `total`: the steps it has left
+        "vihtr.steps_left": lambda total, start: max(int(total) - int(start), 1),
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -23,8 +23,13 @@ def build_scheduler(
     total_steps: int,
     warmup_steps: int | float = 0.05,
     final_lr_ratio: float = 0.01,
+    start_step: int = 0,
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """`warmup_steps` below 1 is a fraction of `total_steps`."""
+    """`warmup_steps` below 1 is a fraction of `total_steps`. `start_step`: where in the schedule this run
+    begins (a long schedule continued from a release on a machine that lost the run's state): the run's
+    step 0 gets the learning rate of step `start_step`, with no new warm-up."""
+    if start_step and name == "onecycle":
+        raise ValueError("start_step needs a cosine, linear or constant schedule")
     total_steps = max(int(total_steps), 1)
     warmup = int(warmup_steps * total_steps) if warmup_steps < 1 else int(warmup_steps)
     warmup = min(warmup, total_steps - 1)
@@ -39,6 +44,7 @@ def build_scheduler(
         raise ValueError(f"unknown schedule {name!r}: use onecycle, cosine, linear or constant")
 
     def factor(step: int) -> float:
+        step += start_step
         if step < warmup:
             return (step + 1) / (warmup + 1)
         if name == "constant":

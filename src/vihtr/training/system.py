@@ -27,6 +27,23 @@ from vihtr.text.metrics import LineMetrics
 log = logging.getLogger(__name__)
 
 
+def frozen_prefix(backbone: torch.nn.Module, stages: int) -> list[torch.nn.Module]:
+    """The stem and the first `stages` stages of a timm CNN (`features_only`): the modules before its
+    `blocks`, then `blocks[:stages]`."""
+    if stages <= 0:
+        return []
+    names = [name for name, _ in backbone.named_children()]
+    if "blocks" not in names:
+        raise ValueError(
+            f"freeze_stages needs a timm backbone with `blocks` (EfficientNet family), not {type(backbone).__name__}"
+        )
+    blocks = backbone.blocks
+    if stages > len(blocks):
+        raise ValueError(f"freeze_stages={stages}, but the backbone has {len(blocks)} stages")
+    stem = [getattr(backbone, name) for name in names[: names.index("blocks")]]
+    return [*stem, *list(blocks)[:stages]]
+
+
 class OCRSystem(pl.LightningModule):
     def __init__(
         self,
@@ -43,7 +60,12 @@ class OCRSystem(pl.LightningModule):
         log_images: int = 16,
         init_from: str | None = None,
         backbone_weights: str | None = None,
+        freeze_stages: int = 0,
+        channels_last: bool = False,
     ) -> None:
+        """`freeze_stages` k: the CNN's stem and its first k stages keep their weights and normalisation
+        statistics (no gradients, no backward pass through them: the high-resolution layers cost most per
+        step and change least from ImageNet). `channels_last`: the CNN runs in NHWC, oneDNN's fast layout."""
         super().__init__()
         self.save_hyperparameters()
         self.model = OCRModel(**net)
@@ -66,6 +88,18 @@ class OCRSystem(pl.LightningModule):
             log.info("backbone initialised from %s (%d tensors)", backbone_weights, n)
         if init_from:
             self.load_weights(init_from)
+        self.frozen = frozen_prefix(self.model.encoder.backbone, freeze_stages)
+        for module in self.frozen:
+            module.requires_grad_(False)
+        if channels_last:
+            self.model.encoder.backbone.to(memory_format=torch.channels_last)
+
+    def train(self, mode: bool = True):
+        """Frozen stages stay in eval mode: their batch norms keep the statistics they were trained with."""
+        super().train(mode)
+        for module in getattr(self, "frozen", ()):
+            module.eval()
+        return self
 
     def load_weights(self, path: str) -> None:
         """Start from another run's weights (pretrain -> finetune); optimizer state is not taken."""
@@ -83,7 +117,10 @@ class OCRSystem(pl.LightningModule):
         tgt_in, tgt_out = targets[:, :-1], targets[:, 1:]
         if self.training and self.hparams.token_mask_prob > 0:
             tgt_in = losses.mask_decoder_input(tgt_in, self.hparams.token_mask_prob)
-        out = self.model(batch["images"], batch["widths"], tgt_in)
+        images = batch["images"]
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = self.model(images, batch["widths"], tgt_in)
         parts = {}
         loss = torch.zeros((), device=targets.device)
         if out.get("logits") is not None and self.hparams.ce_weight > 0:
@@ -203,7 +240,8 @@ class OCRSystem(pl.LightningModule):
         optimizer = hydra.utils.instantiate(opt_cfg)(
             [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
         )
-        total = self.trainer.estimated_stepping_batches
+        # a schedule longer than this run (`total_steps`, with `start_step`): one run of many stops
+        total = sched_cfg.pop("total_steps", None) or self.trainer.estimated_stepping_batches
         if not math.isfinite(total):  # an endless stream with no max_steps: schedule over a nominal length
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else 100_000
         scheduler = hydra.utils.instantiate(sched_cfg)(optimizer, total_steps=total)
