@@ -43,7 +43,7 @@ predict: install ## read a folder with the shipped models (IMAGES=dir, OUT=predi
 	$(BIN)/vihtr predict $(or $(IMAGES),../shared/data/kalapa2023/public_test) -o $(or $(OUT),predictions.csv)
 
 test: install ## the fast test suite (what CI runs)
-	$(BIN)/python -m pytest -q -x --timeout=600 tests
+	$(BIN)/python -m pytest -q -x -rs --timeout=600 tests
 
 test-full: install ## every test, the slow ones too
 	$(BIN)/python -m pytest -q -m "" --timeout=1800 tests

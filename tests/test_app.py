@@ -52,6 +52,23 @@ def tiny_release(tmp_path_factory) -> Path:
     return make_tiny_release(tmp_path_factory.mktemp("release") / "tiny-model")
 
 
+# the shipped default: a model that reads, so a swapped, misrouted or ignored image changes the answer
+SHIPPED_DEFAULT = REPO_ROOT / "models" / "vihtr-lite1"
+
+
+def sample_texts() -> dict[str, str]:
+    """Each shipped sample's file name -> the text it was rendered from (vihtr.app.make_samples)."""
+    from vihtr.app.make_samples import LINES
+
+    return {f"sample-{i:02d}.png": text for i, (_, text) in enumerate(LINES, start=1)}
+
+
+def cer(prediction: str, target: str) -> float:
+    import editdistance
+
+    return editdistance.eval(prediction, target) / max(1, len(target))
+
+
 @pytest.fixture(scope="session")
 def line_images() -> list[Path]:
     """Two real Kalapa lines when the data is here, else two of the samples shipped with the app."""
@@ -60,9 +77,9 @@ def line_images() -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_release):
+def server():
     app = create_app(
-        model_paths=[str(tiny_release)],
+        model_paths=[str(SHIPPED_DEFAULT)],
         max_files=MAX_FILES,
         max_upload_mb=MAX_UPLOAD_MB,
         max_pixels=MAX_PIXELS,
@@ -144,15 +161,31 @@ def assert_still_up(url: str) -> None:
     assert status == 200 and health["status"] == "ok"
 
 
-def test_predict_one_and_two_images_match_the_predictor(server, tiny_release, line_images):
+def test_the_samples_read_as_their_own_texts_in_the_order_sent(server):
+    """Four different lines in one request: each answer is near its own text and far from the others', so an
+    image swapped, misrouted, ignored or read twice fails."""
+    texts = sample_texts()
+    for names in (sorted(texts)[:4], sorted(texts)[2:][::-1]):
+        status, body = post_images(server, [(n, (SHIPPED_SAMPLES / n).read_bytes()) for n in names])
+        assert status == 200, body
+        assert [p["name"] for p in body["predictions"]] == names
+        read = [p["text"] for p in body["predictions"]]
+        assert len(set(read)) == len(read)
+        for name, text in zip(names, read):
+            assert cer(text, texts[name]) < 0.15, (name, text, texts[name])
+            assert all(cer(text, texts[other]) > 0.5 for other in names if other != name)
+
+
+def test_predict_one_and_two_images_match_the_predictor(server, line_images):
     from vihtr.inference.predictor import Predictor
 
-    expected = Predictor.from_release(str(tiny_release)).predict([str(p) for p in line_images])
+    expected = Predictor.from_release(str(SHIPPED_DEFAULT)).predict([str(p) for p in line_images])
+    assert expected[0].text != expected[1].text and all(len(p.text) > 5 for p in expected)
     for count in (1, 2):
         files = [(p.name, p.read_bytes()) for p in line_images[:count]]
         status, body = post_images(server, files)
         assert status == 200, body
-        assert body["model"] == [tiny_release.name]
+        assert body["model"] == [SHIPPED_DEFAULT.name]
         assert body["total_ms"] > 0
         assert [p["name"] for p in body["predictions"]] == [p.name for p in line_images[:count]]
         for prediction, want in zip(body["predictions"], expected):
@@ -168,14 +201,15 @@ def test_predict_accepts_the_single_image_field(server, line_images):
     assert status == 200 and len(body["predictions"]) == 1
 
 
-def test_health_reports_models_and_version(server, tiny_release, line_images):
+def test_health_reports_models_and_version(server, line_images):
     post_images(server, [("line", line_images[0].read_bytes())])  # the models load at the first prediction
     status, health = call_json(f"{server}/health")
     assert status == 200
+    metadata = json.loads((SHIPPED_DEFAULT / "config.json").read_text())["metadata"]
     assert health == {
         "status": "ok",
         "models_loaded": True,
-        "model": [tiny_release.name],
+        "model": [SHIPPED_DEFAULT.name],
         "version": vihtr.__version__,
         "limits": {
             "max_files": MAX_FILES,
@@ -183,8 +217,8 @@ def test_health_reports_models_and_version(server, tiny_release, line_images):
             "max_pixels": MAX_PIXELS,
             "max_request_pixels": 4 * MAX_PIXELS,
         },
-        "confidence": {"calibrated": False, "review_below": None},  # the tiny release has no calibration
-        "domain": "general",  # a release without metadata.domain
+        "confidence": {"calibrated": True, "review_below": metadata["calibration"]["review_below"]},
+        "domain": metadata["domain"],
         "domains": ["general", "address", "auto"],
     }
 
@@ -400,11 +434,11 @@ def test_python_m_vihtr_app_starts_and_serves(tiny_release, line_images):
         process.wait(timeout=10)
 
 
-def test_one_bad_file_gets_its_own_error_and_the_others_are_read(server, tiny_release, line_images):
+def test_one_bad_file_gets_its_own_error_and_the_others_are_read(server, line_images):
     from vihtr.inference.predictor import Predictor
 
     good = [p.read_bytes() for p in line_images]
-    expected = Predictor.from_release(str(tiny_release)).predict(good)
+    expected = Predictor.from_release(str(SHIPPED_DEFAULT)).predict(good)
     files = [
         ("a.jpg", good[0]),
         ("corrupt.png", png_with_garbage_pixels()),

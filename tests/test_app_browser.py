@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 
 from vihtr.app.server import create_app
 from vihtr.app.serving import start_in_thread
@@ -31,20 +30,17 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from vihtr.data.preprocess import Preprocess
-    from vihtr.models.ocr import OCRModel
-    from vihtr.models.release import save_release
-
-    torch.manual_seed(0)
-    model = OCRModel(
-        backbone="test_efficientnet", d_model=32, decoder="transformer", decoder_layers=1, nhead=2,
-        ffn_dim=64, max_len=12, ctc=False,
-    )  # fmt: skip
-    release = save_release(model, tmp_path_factory.mktemp("release") / "tiny-model", Preprocess(height=32))
-    running = start_in_thread(create_app(model_paths=[str(release)]))
+def server():
+    # the shipped default, a model that reads: each sample's text must come back beside its own image
+    running = start_in_thread(create_app(model_paths=[str(REPO_ROOT / "models" / "vihtr-lite1")]))
     yield running.url
     running.stop()
+
+
+def near(prediction: str, target: str) -> bool:
+    import editdistance
+
+    return editdistance.eval(prediction, target) / max(1, len(target)) < 0.15
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +103,11 @@ def test_get_images_then_predict_shows_the_api_texts(server, browser, tmp_path):
         "return [...document.querySelectorAll('.prediction-text')].map(e => e.textContent)"
     )
     assert texts == api_texts(server, names)
+    # each card shows its own image's text: the texts the samples were rendered from (vihtr.app.make_samples)
+    from vihtr.app.make_samples import LINES
+
+    rendered = {f"sample-{i:02d}.png": text for i, (_, text) in enumerate(LINES, start=1)}
+    assert all(near(text, rendered[name]) for name, text in zip(names, texts)), list(zip(names, texts))
     confidences = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".prediction-confidence")]
     assert all(c.endswith("%") for c in confidences)
     assert "Read 3 line(s)" in browser.find_element(By.ID, "status").text
@@ -130,10 +131,12 @@ def test_an_uploaded_image_is_added_and_read(server, browser):
     wait.until(lambda d: d.execute_script("return !document.querySelector('.result').hidden"))
     text = browser.execute_script("return document.querySelector('.prediction-text').textContent")
     assert text == api_texts(server, [sample.name])[0]
+    assert near(text, "Xóm Trại Thuỷ Nguyên Hải Phòng")
 
     # the domain the page shows is the one the server read in: the model's default, then the chosen one
-    assert "as general text" in browser.find_element(By.ID, "status").text
-    assert "(general text)" in browser.find_element(By.CSS_SELECTOR, "#domain option[value='']").text
+    default = "addresses where they look like one"  # the shipped default reads in the auto domain
+    assert f"as {default}" in browser.find_element(By.ID, "status").text
+    assert f"({default})" in browser.find_element(By.CSS_SELECTOR, "#domain option[value='']").text
     browser.execute_script("document.querySelector('#domain').value = 'address'")
     browser.find_element(By.ID, "predict").click()
     wait.until(lambda d: "as addresses." in d.find_element(By.ID, "status").text)

@@ -82,6 +82,17 @@ def test_a_line_reads_the_same_alone_and_in_any_batch(many_real_lines):
     assert_batch_invariant(predictor, many_real_lines)
 
 
+def test_the_shipped_default_on_onnxruntime_reads_a_line_the_same_alone_and_in_any_batch(
+    many_real_lines, tmp_path
+):
+    """The path users get by default (`--backend auto`: onnxruntime for the shipped default), on the same
+    60 real lines: the exported graph pads and batches like torch."""
+    predictor = Predictor.from_release(
+        REPO_ROOT / "models" / "vihtr-lite1", batch_size=16, backend="onnx", onnx_cache=tmp_path, threads=1
+    )
+    assert_batch_invariant(predictor, many_real_lines, rounds=1)
+
+
 def test_channels_last_weights_read_like_the_default_layout(many_real_lines):
     """The predictor runs the CNN channels-last (faster on CPU); the text must not change."""
     import torch

@@ -170,15 +170,21 @@ class EnsembleDecoder:
                 raise ValueError(f"model {i} has another charset than model 0: an ensemble must share one")
         self.max_len = min(m.max_len for m in self.models)
 
-    def resolve_method(self, method: str) -> str:
-        """CTC-only models decode with CTC whatever was asked; a mix that cannot agree is an error."""
+    def resolve_method(self, method: str | None) -> str:
+        """The method these models decode with: None is the models' own (CTC for CTC-only models, else
+        greedy). A method the models cannot decode with is refused, never silently replaced."""
+        with_decoder = [m.has_decoder for m in self.models]
+        if method is None:
+            method = "greedy" if any(with_decoder) else "ctc"
         if method == "ctc":
             if not all(m.has_ctc for m in self.models):
                 raise ValueError("method 'ctc' needs every model to have a CTC head")
             return method
-        with_decoder = [m.has_decoder for m in self.models]
         if not any(with_decoder):
-            return "ctc"
+            raise ValueError(
+                f"method {method!r} needs an attention decoder, and this model reads with CTC only: "
+                "use method 'ctc' (or leave the method out)"
+            )
         if not all(with_decoder):
             raise ValueError("some models are CTC-only: decode this ensemble with method='ctc'")
         return method
@@ -187,7 +193,7 @@ class EnsembleDecoder:
     def __call__(
         self,
         batches: list[tuple[torch.Tensor, torch.Tensor]],
-        method: str = "greedy",
+        method: str | None = None,
         beam_size: int = 4,
         ctc_decoder=None,
     ) -> DecodeResult:

@@ -98,14 +98,14 @@ def release_metadata(path: str | os.PathLike) -> dict:
     return release_config(path).get("metadata", {})
 
 
-def recommended_method(paths: Sequence[str | os.PathLike]) -> str:
+def recommended_method(paths: Sequence[str | os.PathLike]) -> str | None:
     """The decoding the first release recommends (`decode_method` in its metadata: the method that scored
-    best on its held-out data), else greedy."""
+    best on its held-out data), else None: the model's own (CTC for a CTC-only model, else greedy)."""
     for path in paths:
         method = release_metadata(path).get("decode_method")
         if method in METHODS:
             return method
-    return "greedy"
+    return None
 
 
 def release_domain(path: str | os.PathLike) -> str:
@@ -152,7 +152,7 @@ class Predictor:
         decoder,
         preprocesses: Sequence[Preprocess],
         charset: Charset,
-        method: str = "greedy",
+        method: str | None = None,
         beam_size: int = 4,
         batch_size: int = 16,
         width_bucket: int = WIDTH_BUCKET,
@@ -166,8 +166,11 @@ class Predictor:
         width, so a line reads the same alone or in any batch. `calibration` maps the model's raw line
         confidence to a calibrated one (see `vihtr.inference.calibration`). `domain`: the default of
         `predict`; `address_lm`: the address domain's word n-gram (None: no beam search, tail check only)."""
-        if method not in METHODS:
+        if method is not None and method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        resolve = getattr(decoder, "resolve_method", None)
+        # None: the models' own; a method they cannot decode with is refused here, before any image is read
+        method = resolve(method) if resolve is not None else (method or "greedy")
         self.decoder = decoder
         self.preprocesses = list(preprocesses)
         self.charset = charset
@@ -255,7 +258,7 @@ class Predictor:
         cls,
         models: Sequence,
         preprocesses: Sequence[Preprocess],
-        method: str = "greedy",
+        method: str | None = None,
         device: str = "cpu",
         **kwargs,
     ) -> Predictor:
