@@ -24,7 +24,7 @@ install: $(BIN)/activate ## create the venv and install pinned dependencies (ide
 folds: install ## write the 5 writer-grouped folds to data/folds/
 	$(BIN)/python scripts/make_folds.py kalapa vnondb
 
-gpu-wheels: install ## wheels a lent GPU machine lacks, into .whl/ (README: Training on a lent GPU)
+gpu-wheels: install ## wheels a lent GPU machine lacks, into .whl/ (README: Training on a GPU)
 	scripts/gpu_wheels.sh
 
 lm: install ## rebuild the address domain's word LM from public data (src/vihtr/assets/lm/, ~2 min)
@@ -56,8 +56,8 @@ format: install ## ruff format + fixes
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
 
-bench: install ## CPU speed/memory benchmark: the default and the fast model (MODELS= others; 2 threads)
-	$(BIN)/python scripts/bench.py --models $(or $(MODELS),models/vihtr-lite1 models/extra/vihtr-lite1-fast)
+bench: install ## CPU speed/memory of the default and the fast model (2 threads) into models/bench.json, which the docs quote
+	$(BIN)/python scripts/bench.py --models $(or $(MODELS),models/vihtr-lite1 models/extra/vihtr-lite1-fast) --out $(or $(OUT),models/bench.json)
 
 app: install ## start the web app on http://127.0.0.1:8000 (HOST=, PORT=)
 	$(BIN)/python -m vihtr.app --host $(or $(HOST),127.0.0.1) --port $(or $(PORT),8000)

@@ -223,10 +223,16 @@ def main() -> None:
     parser.add_argument(
         "--backends", nargs="+", default=["torch", "onnx"], choices=["torch", "onnx"], help="what to time"
     )
+    parser.add_argument(
+        "--table", type=Path, help="print the Markdown table of an earlier run's JSON (what the docs quote)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a JSON config: measure it and print the result
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(json.loads(args.child))))
+        return
+    if args.table:
+        print(markdown(json.loads(args.table.read_text(encoding="utf-8"))["results"]))
         return
 
     import vihtr  # noqa: F401
@@ -263,6 +269,8 @@ def main() -> None:
             file=sys.stderr,
         )
     report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "python scripts/bench.py " + " ".join(sys.argv[1:]),
         "threads": args.threads,
         "images": str(args.images) if args.images.is_dir() else "generated",
         "models": models,

@@ -89,7 +89,8 @@ def export(args: argparse.Namespace) -> None:
         "trained_steps": checkpoint_steps(last),
         "schedule": schedule_position(last),
         "notes": args.notes,
-        "decode_method": args.decode_method,  # what Predictor(method=None) uses: the held-out best
+        # what Predictor(method=None) uses: the held-out best, else the model's own (ctc for a CTC-only model)
+        "decode_method": args.decode_method or ("ctc" if model.decoder is None else "greedy"),
         "domain": args.domain,  # what Predictor(domain=None) reads lines as
     }
     folder = save_release(model, args.folder, preprocess, metadata)
@@ -263,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("folder")
     p.add_argument("--notes", default="")
-    p.add_argument("--decode-method", default="greedy", choices=["greedy", "beam", "ctc"])
+    p.add_argument(
+        "--decode-method", default=None, choices=["greedy", "beam", "ctc"], help="default: the model's own"
+    )
     p.add_argument(
         "--domain", default="general", choices=DOMAINS, help="the domain lines are read in by default"
     )

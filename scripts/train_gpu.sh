@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train on a lent GPU machine, several runs side by side on its one GPU (README, "Training on a lent GPU").
+# Train on a lent GPU machine, several runs side by side on its one GPU (README, "Training on a GPU").
 #   scripts/train_gpu.sh STEPS MINUTES NAME:EXPERIMENT:INIT_WEIGHTS [...] [-- Hydra overrides for every run]
 #   e.g. scripts/train_gpu.sh 6000 7 vihtr-lite1:lite1_ctc:models/vihtr-lite1/weights.pt
 # MINUTES counts from the start of fitting: keep ~2 minutes of a 10-minute command for start-up and export

@@ -94,14 +94,18 @@ def test_16_bit_and_broken_exif_images_read_in_a_folder(tiny_release, real_image
     original = Image.open(real_images[0][0]).convert("L")
     original.save(folder / "a-8bit.png")
     Image.fromarray(np.asarray(original).astype(np.uint16) * 257).save(folder / "b-16bit.png")
-    # stored turned on its side, with EXIF orientation 6 to turn it back
-    original.transpose(Image.Transpose.ROTATE_90).save(folder / "c-exif.jpg", exif=BROKEN_EXIF, quality=95)
+    # stored turned on its side, with EXIF orientation 6 to turn it back: losslessly (PNG), so it must read
+    # exactly as the upright original, and as a JPEG whose EXIF Pillow cannot rewrite (it must not fail)
+    sideways = original.transpose(Image.Transpose.ROTATE_90)
+    sideways.save(folder / "c-exif.png", exif=BROKEN_EXIF)
+    sideways.save(folder / "d-exif.jpg", exif=BROKEN_EXIF, quality=95)
     out = tmp_path / "out.csv"
     assert main(["predict", str(folder), "--models", str(tiny_release), "-q", "-o", str(out)]) == 0
-    eight, sixteen, exif = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert not any(r["error"] for r in (eight, sixteen, exif)), (eight, sixteen, exif)
+    eight, sixteen, exif, exif_jpeg = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert not any(r["error"] for r in (eight, sixteen, exif, exif_jpeg)), (eight, sixteen, exif, exif_jpeg)
     assert sixteen["text"] == eight["text"] and len(eight["text"]) > 5
-    assert exif["text"] and exif["text"] != "."
+    assert exif["text"] == eight["text"] and exif["confidence"] == eight["confidence"]
+    assert len(exif_jpeg["text"]) > 5
 
 
 def test_predict_reads_in_the_chosen_domain(real_images, tmp_path, monkeypatch):

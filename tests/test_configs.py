@@ -10,7 +10,6 @@ import hydra
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
 from omegaconf import OmegaConf
 from training_helpers import TINY, compose_config, one_torch_thread  # noqa: F401
 
@@ -315,16 +314,15 @@ def test_a_ctc_shape_too_narrow_for_the_labels_is_refused(tmp_path):
 
 
 def test_submitit_launcher_config():
-    path = CONFIG_DIR / "launcher" / "submitit_slurm.yaml"
-    try:
-        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
-    except ImportError:  # the plugin is optional: check the file alone
-        config = yaml.safe_load(path.read_text())
-        assert {"override /hydra/launcher": "submitit_slurm"} in config["defaults"]
-        assert config["hydra"]["launcher"]["gpus_per_node"] == 1
-        return
-    cfg = compose_config("train", ["launcher=submitit_slurm"])
+    """`-m launcher=submitit_slurm` composes with the plugin installed: a GPU trainer, one GPU a task."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["launcher=submitit_slurm"], return_hydra_config=True)
     assert cfg.trainer.accelerator == "gpu"
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
+    assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1
 
 
 @pytest.mark.parametrize("name", ["default", "pretrain", "finetune", "tiny"])

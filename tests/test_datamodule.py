@@ -219,7 +219,22 @@ def test_ddp_ranks_draw_different_samples():
     streams = []
     for rank in (0, 1):
         dm = make(samples_per_epoch=32)
-        dm.trainer = type("FakeTrainer", (), {"global_rank": rank})()
+        dm.trainer = type("FakeTrainer", (), {"global_rank": rank, "global_step": 0})()
         dm.setup("fit")
         streams.append([b["texts"] for b in dm.train_dataloader()])
     assert streams[0] != streams[1]
+
+
+def test_a_resumed_run_draws_new_lines_and_the_same_step_the_same_ones():
+    """The stream follows the step a run starts at (a resumed run, or a long schedule continued from a
+    release: `stream_offset`), so a run stopped and resumed does not see its first lines again."""
+
+    def stream(step: int, offset: int = 0) -> list:
+        dm = make(samples_per_epoch=32, stream_offset=offset)
+        dm.trainer = type("FakeTrainer", (), {"global_rank": 0, "global_step": step})()
+        dm.setup("fit")
+        return [b["texts"] for b in dm.train_dataloader()]
+
+    assert stream(0) == stream(0)
+    assert stream(400) != stream(0)
+    assert stream(400) == stream(0, offset=400)

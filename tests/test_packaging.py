@@ -1,7 +1,9 @@
 """The install story: pins that keep CUDA out, environment.yml in step, torchvision importable on CPU torch."""
 
+import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,20 @@ def test_the_readme_front_door_holds_the_two_set_up_commands_that_ci_runs():
     assert re.search(r"^make test$", (REPO / ".ci" / "run").read_text(), re.M)
     for section in ("## Use", "## Results", "## Layout"):  # the rest of the front door
         assert f"\n{section}" in readme, section
+
+
+def test_the_docs_quote_the_committed_benchmark_run():
+    """One figure per measurement: the speed table in the README and in the model card is the table of the
+    committed `make bench` run (models/bench.json, as `scripts/bench.py --table` prints it), with its date."""
+    bench = json.loads((REPO / "models" / "bench.json").read_text(encoding="utf-8"))
+    table = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--table", str(REPO / "models" / "bench.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert len(table.splitlines()) == 2 + len(bench["results"])
+    for doc in ("README.md", "models/README.md"):
+        text = (REPO / doc).read_text(encoding="utf-8")
+        assert table in text, f"{doc} does not quote models/bench.json's table"
+        assert bench["date"] in text and bench["command"] in text, doc

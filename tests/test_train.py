@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -178,7 +180,8 @@ def test_wandb_offline_run_with_progress_bar(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     cfg = compose_config(
         "train",
-        [*TINY, "logger=wandb", "trainer.max_steps=2", "trainer.limit_val_batches=1", "test=false"],
+        [*TINY, "logger=wandb", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+        + ["trainer.limit_val_batches=1", "test=false"],
         tmp_path,
     )
     assert "progress_bar" in cfg.callbacks  # RichProgressBar, as in a real run
@@ -190,3 +193,16 @@ def test_wandb_offline_run_with_progress_bar(tmp_path, monkeypatch):
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert any(runs[0].glob("*.wandb"))  # the log `wandb sync` uploads
+    # what a reader of the run gets: the validation CER overall and per source in the run's log, and the
+    # table of validation images with target and prediction
+    keys = [k.encode() for k in ("val/cer", "val/kalapa/cer", "train/loss", "val/examples")]
+    for _ in range(60):  # the offline writer may still be flushing the log after finish() returns
+        log = next(runs[0].glob("*.wandb")).read_bytes()
+        if all(key in log for key in keys):
+            break
+        time.sleep(0.5)
+    assert all(key in log for key in keys), [k for k in keys if k not in log]
+    [table] = (runs[0] / "files" / "media" / "table" / "val").glob("examples_*.table.json")
+    table = json.loads(table.read_text())
+    assert table["columns"] == ["image", "target", "prediction", "source"] and table["data"]
+    assert {row[3] for row in table["data"]} <= {"kalapa", "vnondb"} and all(row[1] for row in table["data"])

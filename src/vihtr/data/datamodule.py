@@ -176,9 +176,8 @@ class MixtureStream(IterableDataset):
         self.bucket_batches = max(1, bucket_batches)
         self.rank = rank  # DDP processes share the seed: the rank keeps their streams apart
         self.width_multiple = width_multiple
-        self.offset = (
-            offset  # the step a run starts at: a resumed run draws new lines, not its first ones again
-        )
+        # the step a run starts at: a resumed run draws new lines, not its first ones again
+        self.offset = offset
         self._passes = 0  # counted in each process's own copy: persistent workers still change every epoch
 
     def __len__(self) -> int:
