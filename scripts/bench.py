@@ -78,6 +78,14 @@ def line_images(images_dir: Path, count: int, folder: Path) -> list[str]:
     return paths
 
 
+def data_relative(path: Path) -> str:
+    """A path as a committed report may record it: under the data root, not this machine's folders."""
+    try:
+        return "$VIHTR_DATA_ROOT/" + str(path.resolve().relative_to(data_root().resolve()))
+    except ValueError:
+        return path.name
+
+
 def size_mb(config: dict) -> float:
     if config["backend"] == "onnx":
         files = [
@@ -272,7 +280,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python scripts/bench.py " + " ".join(sys.argv[1:]),
         "threads": args.threads,
-        "images": str(args.images) if args.images.is_dir() else "generated",
+        "images": data_relative(args.images) if args.images.is_dir() else "generated",
         "models": models,
         "targets": {"ensemble_ms": TARGETS_MS["ensemble"], "fast_path_ms": TARGETS_MS["fast path"],
                     "batched_lines_per_s": TARGET_LINES_PER_S},

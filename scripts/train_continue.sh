@@ -8,7 +8,7 @@
 #      config.json records (metadata.schedule.step; 0 for a release from before the long schedule);
 #   3. neither: the experiment from ImageNet weights.
 # It says which in the log: $LOGS/<name>-<date>.log (default logs/long/). Pause it with kill -STOP <pid>, go on with -CONT.
-# Checkpoints every validation (data... trainer.val_check_interval); the three most recent are kept. A release:
+# A checkpoint at every validation (trainer.val_check_interval); the three most recent are kept. A release:
 #   python scripts/release.py export $STATE/checkpoints/step*.ckpt /tmp/candidate --decode-method ctc --domain auto
 #   python scripts/release.py score /tmp/candidate models/<name>
 set -euo pipefail

@@ -2,8 +2,8 @@
 on), per source and decoding domain, read as users read (`Predictor.from_release`, the CLI's onnx backend).
 
 The bounds sit about 1.35x above what the release scored on these lines on 2026-12-07 (Kalapa 7.73 %
-`general`, 5.88 % `auto`; VNOnDB 26.90 %), so a release that reads clearly
-worse fails; a release whose weights are shuffled fails by far (the last test shows the check can fail)."""
+`general`, 5.88 % `auto`; VNOnDB 26.90 %), so a release that reads clearly worse fails; a release whose
+weights are shuffled fails by far (the last test shows the check can fail)."""
 
 from __future__ import annotations
 
