@@ -86,6 +86,8 @@ def export(args: argparse.Namespace) -> None:
     metadata = {
         "source_checkpoint": ", ".join(portable_path(c) for c in args.checkpoint),
         "parameters": n_params,
+        # the steps of the run that wrote the checkpoint; a release continued from another adds that one's
+        # (its config's trained_steps) by hand, and a long schedule's position is `schedule`
         "trained_steps": checkpoint_steps(last),
         "schedule": schedule_position(last),
         "notes": args.notes,
