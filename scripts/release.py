@@ -46,23 +46,18 @@ def portable_path(path: str | Path) -> str:
         return str(Path(*path.parts[-3:]))  # <run>/checkpoints/<file>: no machine's directories
 
 
-def checkpoint_steps(path: str | Path) -> int | None:
-    """The optimizer steps behind a Lightning checkpoint (None for a release folder)."""
+def read_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint's contents, or {} for a release folder (which records its own steps)."""
     if Path(path).is_dir():
-        return None
+        return {}
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def schedule_position(path: str | Path) -> dict | None:
+def schedule_position(checkpoint: dict) -> dict | None:
     """Where a checkpoint of a long schedule stands in it (`model.scheduler.total_steps` set): its name,
     length and the step reached, which a machine without the run's state continues from (train_continue.sh)."""
-    if Path(path).is_dir():
-        return None
-    import torch
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     scheduler = (checkpoint.get("hyper_parameters") or {}).get("scheduler") or {}
     if not scheduler.get("total_steps"):
         return None
@@ -78,6 +73,7 @@ def export(args: argparse.Namespace) -> None:
     most recent checkpoints, and a release averages them)."""
     last = args.checkpoint[-1]
     model, preprocess = load_model(last)
+    checkpoint = read_checkpoint(last)
     if len(args.checkpoint) > 1:
         from vihtr.models.release import average_checkpoints
 
@@ -88,8 +84,8 @@ def export(args: argparse.Namespace) -> None:
         "parameters": n_params,
         # the steps of the run that wrote the checkpoint; a release continued from another adds that one's
         # (its config's trained_steps) by hand, and a long schedule's position is `schedule`
-        "trained_steps": checkpoint_steps(last),
-        "schedule": schedule_position(last),
+        "trained_steps": int(checkpoint.get("global_step", 0)) if checkpoint else None,
+        "schedule": schedule_position(checkpoint),
         "notes": args.notes,
         # what Predictor(method=None) uses: the held-out best, else the model's own (ctc for a CTC-only model)
         "decode_method": args.decode_method or ("ctc" if model.decoder is None else "greedy"),
