@@ -27,7 +27,7 @@ folds: install ## write the 5 writer-grouped folds to data/folds/
 gpu-wheels: install ## wheels a lent GPU machine lacks, into .whl/ (README: Training on a GPU)
 	scripts/gpu_wheels.sh
 
-lm: install ## rebuild the address domain's word LM from public data (src/vihtr/assets/lm/, ~2 min)
+lm: install ## rebuild the address and prose LMs (src/vihtr/assets/lm/, ~2 min; the prose text needs apt-get for libreoffice-help-vi)
 	$(BIN)/python scripts/build_lm.py
 
 data: install folds ## write a seeded synthetic set + contact sheets to data/synth/

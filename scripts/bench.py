@@ -5,7 +5,7 @@
 
 For every configuration: parameters, weights on disk (MB), latency per line at batch 1 (median, p90;
 end to end: image file -> text), throughput at batch 16 (lines/s) and peak memory (max RSS of a child
-process that runs only that configuration). A CTC model also gets rows in the `address` and `auto`
+process that runs only that configuration). A CTC model also gets rows in the `prose`, `address` and `auto`
 decoding domains: their difference to the plain `ctc` row is what the domain adds per line. Prints a
 Markdown table and writes JSON.
 
@@ -172,7 +172,10 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
         ]  # fmt: skip
         ctc = {**base, "name": f"{name} torch ctc", "models": [m], "method": "ctc", "backend": "torch"}
         # what decoding in a domain adds to the plain CTC reading (LM beam search, unit check)
-        domains = [{**ctc, "name": f"{name} torch ctc, {d} domain", "domain": d} for d in ("address", "auto")]
+        domains = [
+            {**ctc, "name": f"{name} torch ctc, {d} domain", "domain": d}
+            for d in ("prose", "address", "auto")
+        ]
         configs += greedy + [
             ctc,
             *domains,

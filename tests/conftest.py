@@ -20,6 +20,28 @@ DATA_ROOT = Path(os.environ.get("VIHTR_DATA_ROOT", REPO_ROOT.parent / "shared" /
 KALAPA = DATA_ROOT / "kalapa2023"
 
 
+def ctc_log_probs(charset, readings: list[tuple[str, float]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model's CTC output (1 x T x V log-probs, padding mask) torn between readings of the same length:
+    each character frame is split between the readings' characters by the given weights, a sure blank
+    between characters, the special tokens (SOS, EOS, MASK) never."""
+    import math
+
+    import numpy as np
+
+    n = len(readings[0][0])
+    logp = np.full((2 * n + 1, 1 + len(charset.chars)), -20.0, dtype=np.float32)
+    for t in range(2 * n + 1):
+        if t % 2 == 0:
+            logp[t, 0] = 0.0
+            continue
+        for text, weight in readings:
+            col = 1 + charset.chars.index(text[t // 2])
+            logp[t, col] = np.logaddexp(logp[t, col], math.log(weight))
+    specials = np.full((logp.shape[0], 3), -30.0, dtype=np.float32)
+    full = torch.from_numpy(np.concatenate([logp[:, :1], specials, logp[:, 1:]], axis=1))[None]
+    return full, torch.zeros(1, full.shape[1], dtype=torch.bool)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (KALAPA / "labels.tsv").exists():

@@ -7,7 +7,7 @@ import math
 import editdistance
 import numpy as np
 import pytest
-import torch
+from conftest import ctc_log_probs
 
 from vihtr.inference.domains import ADDRESS_LM, realign_confidences
 from vihtr.text.address import AddressCorrector
@@ -122,30 +122,12 @@ def test_the_shipped_lm_is_the_one_make_lm_builds_and_knows_every_province():
     assert head.startswith("\\data\\") and "ngram 3=" in head
 
 
-def _ctc_matrix(charset: Charset, readings: list[tuple[str, float]]) -> np.ndarray:
-    """Log-probs (T x 1 + chars) for readings of the same length that differ in some characters: each
-    column is split between the readings' characters by the given weights, blanks between characters."""
-    n = len(readings[0][0])
-    logp = np.full((2 * n + 1, 1 + len(charset.chars)), -20.0, dtype=np.float32)
-    for t in range(2 * n + 1):
-        if t % 2 == 0:
-            logp[t, 0] = 0.0
-            continue
-        for text, weight in readings:
-            col = 1 + charset.chars.index(text[t // 2])
-            logp[t, col] = np.logaddexp(logp[t, col], math.log(weight))
-    return logp
-
-
 def test_beam_search_with_the_lm_settles_a_reading_the_model_is_torn_on():
     from vihtr.inference.ctc_lm import KenLMCTCDecoder
     from vihtr.models.decoding import ctc_best_path
 
     charset = Charset()
-    logp = _ctc_matrix(charset, [("Đồng Trốp", 0.6), ("Đồng Tháp", 0.4)])
-    specials = np.full((logp.shape[0], 3), -30.0, dtype=np.float32)  # SOS, EOS, MASK columns
-    full = torch.from_numpy(np.concatenate([logp[:, :1], specials, logp[:, 1:]], axis=1))[None]
-    mask = torch.zeros(1, full.shape[1], dtype=torch.bool)
+    full, mask = ctc_log_probs(charset, [("Đồng Trốp", 0.6), ("Đồng Tháp", 0.4)])
     best_path = ctc_best_path(full, mask)
     assert charset.decode(best_path.token_ids[0]) == "Đồng Trốp"
     result = KenLMCTCDecoder(charset, ADDRESS_LM)(full, mask)
@@ -154,19 +136,19 @@ def test_beam_search_with_the_lm_settles_a_reading_the_model_is_torn_on():
     assert all(0 < p <= 1 for p in result.token_probs[0])
 
 
-def test_auto_searches_with_the_lm_only_lines_that_end_like_an_address():
-    from vihtr.inference.domains import AddressDomain
+def test_auto_searches_with_the_address_lm_only_lines_that_end_like_an_address():
+    from vihtr.inference.domains import AddressDomain, routed_decoder
 
     charset = Charset()
     domain = AddressDomain(charset)
     for text, gated_in in (("Cao Lãnh Đồng Trốp", True), ("Anh về Đồng Trốp", False)):
         wrong, right = text, text.replace("Trốp", "Tháp")
-        logp = _ctc_matrix(charset, [(wrong, 0.6), (right, 0.4)])
-        specials = np.full((logp.shape[0], 3), -30.0, dtype=np.float32)
-        full = torch.from_numpy(np.concatenate([logp[:, :1], specials, logp[:, 1:]], axis=1))[None]
-        mask = torch.zeros(1, full.shape[1], dtype=torch.bool)
-        auto = domain.ctc_decoder(gated=True)(full, mask)
+        full, mask = ctc_log_probs(charset, [(wrong, 0.6), (right, 0.4)])
+        chosen = []
+        # no prose LM: the lines that are no address keep their plain reading
+        auto = routed_decoder(charset, domain, None, chosen)(full, mask)
         assert charset.decode(auto.token_ids[0]) == (right if gated_in else wrong)
+        assert chosen == [["address" if gated_in else "general"]]
         assert domain.looks_like_address(wrong) == gated_in
 
 

@@ -194,6 +194,8 @@ def test_predict_one_and_two_images_match_the_predictor(server, line_images):
             assert 0.0 <= prediction["confidence"] <= 1.0
             assert len(prediction["char_confidences"]) == len(prediction["text"])
             assert prediction["ms"] > 0
+            # the default domain is auto: each line says whether it was read as an address or as prose
+            assert prediction["domain"] == want.domain and want.domain in ("address", "prose")
 
 
 def test_predict_accepts_the_single_image_field(server, line_images):
@@ -219,7 +221,7 @@ def test_health_reports_models_and_version(server, line_images):
         },
         "confidence": {"calibrated": True, "review_below": metadata["calibration"]["review_below"]},
         "domain": metadata["domain"],
-        "domains": ["general", "address", "auto"],
+        "domains": ["general", "prose", "address", "auto"],
     }
 
 

@@ -110,6 +110,9 @@ def test_get_images_then_predict_shows_the_api_texts(server, browser, tmp_path):
     assert all(near(text, rendered[name]) for name, text in zip(names, texts)), list(zip(names, texts))
     confidences = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".prediction-confidence")]
     assert all(c.endswith("%") for c in confidences)
+    # the default domain (auto) chose per line, and each card says which
+    read_as = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".prediction-domain")]
+    assert len(read_as) == 3 and set(read_as) <= {"an address", "prose"}, read_as
     assert "Read 3 line(s)" in browser.find_element(By.ID, "status").text
 
     screenshot_dir = Path(os.environ.get("VIHTR_SCREENSHOTS", tmp_path))
@@ -134,12 +137,17 @@ def test_an_uploaded_image_is_added_and_read(server, browser):
     assert near(text, "Xóm Trại Thuỷ Nguyên Hải Phòng")
 
     # the domain the page shows is the one the server read in: the model's default, then the chosen one
-    default = "addresses where they look like one"  # the shipped default reads in the auto domain
+    default = "addresses or prose, line by line"  # the shipped default reads in the auto domain
     assert f"as {default}" in browser.find_element(By.ID, "status").text
     assert f"({default})" in browser.find_element(By.CSS_SELECTOR, "#domain option[value='']").text
     browser.execute_script("document.querySelector('#domain').value = 'address'")
     browser.find_element(By.ID, "predict").click()
     wait.until(lambda d: "as addresses." in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.CSS_SELECTOR, ".prediction-domain").text == "an address"
+    browser.execute_script("document.querySelector('#domain').value = 'prose'")
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda d: "as prose." in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.CSS_SELECTOR, ".prediction-domain").text == "prose"
 
 
 def test_a_corrupt_upload_shows_its_error_beside_the_lines_that_read(server, browser, tmp_path):

@@ -42,7 +42,7 @@ def test_predict_folder_to_csv_and_json(tiny_release, folder_with_a_corrupt_file
     assert main([*args, "-o", str(out_csv)]) == 0
     assert main([*args, "-o", str(out_json)]) == 0
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
-    assert list(rows[0]) == ["path", "text", "confidence", "error"]
+    assert list(rows[0]) == ["path", "text", "confidence", "domain", "error"]
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == [
         "broken.jpg",
         "line0.jpg",
@@ -61,7 +61,7 @@ def test_predict_a_list_file_to_stdout(tiny_release, folder_with_a_corrupt_file,
     listing.write_text("line0.jpg\nsub/line2.jpg\n")
     assert main(["predict", str(listing), "--models", str(tiny_release), "-q"]) == 0
     lines = capsys.readouterr().out.strip().split("\n")
-    assert lines[0] == "path\ttext\tconfidence\terror" and len(lines) == 3
+    assert lines[0] == "path\ttext\tconfidence\tdomain\terror" and len(lines) == 3
 
 
 def test_missing_input_exits_nonzero_with_a_message(tmp_path):
@@ -123,11 +123,15 @@ def test_predict_reads_in_the_chosen_domain(real_images, tmp_path, monkeypatch):
         "from_release",
         classmethod(lambda cls, *a, **kw: chosen.append(kw["domain"]) or original(cls, *a, **kw)),
     )
-    for domain in ("general", "address", "auto"):
+    for domain in ("general", "prose", "address", "auto"):
         out = tmp_path / f"{domain}.json"
         assert main(["predict", *paths, "--models", model, "--domain", domain, "-q", "-o", str(out)]) == 0
         rows = json.loads(out.read_text(encoding="utf-8"))
-        assert [r["text"] for r in rows] == [p.text for p in predictor.predict(paths, domain=domain)]
-    assert chosen == ["general", "address", "auto"]
+        expected = predictor.predict(paths, domain=domain)
+        assert [r["text"] for r in rows] == [p.text for p in expected]
+        # each row says which domain read it: auto picks address or prose line by line
+        assert [r["domain"] for r in rows] == [p.domain for p in expected]
+        assert {r["domain"] for r in rows} <= ({"address", "prose"} if domain == "auto" else {domain})
+    assert chosen == ["general", "prose", "address", "auto"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["predict", paths[0], "--domain", "poetry"])

@@ -32,7 +32,7 @@ def test_inference_notebook_runs_against_the_shipped_models(monkeypatch):
     assert printed[1].startswith("method ctc, domain auto")
     verdicts = printed[2].splitlines()
     assert len(verdicts) == 6 and {v.split()[0] for v in verdicts} <= {"accept", "review"}
-    assert [line.strip() for line in printed[3].splitlines()][::4] == ["general", "address", "auto"]
+    assert [line.strip() for line in printed[3].splitlines()][::4] == ["general", "prose", "address", "auto"]
     assert len(printed[4].splitlines()) == 3
     figure = [o for o in notebook.cells[3].outputs if "image/png" in o.get("data", {})]
     assert figure, "the first reading draws its lines"

@@ -49,7 +49,7 @@ def collect_inputs(target: str) -> list[str]:
 
 def write_rows(rows: list[dict], output: str | None) -> None:
     """CSV / TSV / JSON by the output's suffix; without an output, TSV on stdout."""
-    fields = ["path", "text", "confidence", "error"]
+    fields = ["path", "text", "confidence", "domain", "error"]
     if output is None:
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, delimiter="\t", lineterminator="\n")
         writer.writeheader()
@@ -105,7 +105,13 @@ def run_predict(args: argparse.Namespace) -> int:
             paths = inputs[start : start + chunk]
             for path, p in zip(paths, predictor.predict(paths)):
                 rows.append(
-                    {"path": path, "text": p.text, "confidence": round(p.confidence, 4), "error": p.error}
+                    {
+                        "path": path,
+                        "text": p.text,
+                        "confidence": round(p.confidence, 4),
+                        "domain": p.domain,
+                        "error": p.error,
+                    }
                 )
                 if p.error:
                     tqdm.write(f"warning: {p.error}", file=sys.stderr)
@@ -141,9 +147,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "--domain",
         choices=DOMAINS,
         default=None,
-        help="what the lines say: 'address' decodes with the address LM and checks the unit names at "
-        "the end against the administrative-unit list; 'general' reads as the model does; 'auto' reads "
-        "lines that end like an address as addresses (default: the release's, metadata.domain)",
+        help="what the lines say: 'prose' decodes with the Vietnamese syllable LM; 'address' with the "
+        "address LM, then checks the unit names at the end against the administrative-unit list; 'auto' "
+        "reads lines that end like an address as addresses and the others as prose; 'general' reads as "
+        "the model does, with no LM (default: the release's, metadata.domain). The output's domain column "
+        "says which read each line",
     )
     p.add_argument(
         "--backend",

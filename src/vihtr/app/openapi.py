@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vihtr.inference.domains import DOMAINS
+
 
 def _error(description: str) -> dict:
     return {
@@ -80,7 +82,7 @@ def openapi_spec(
                                         "image": {"type": "string", "format": "binary"},
                                         "domain": {
                                             "type": "string",
-                                            "enum": ["general", "address", "auto"],
+                                            "enum": list(DOMAINS),
                                             "description": "what the lines say (default: the model's); "
                                             "the response's `domain` tells which was used",
                                         },
@@ -169,6 +171,11 @@ def openapi_spec(
                         },
                         "char_confidences": {"type": "array", "items": {"type": "number"}},
                         "ms": {"type": "number", "description": "time spent on this line"},
+                        "domain": {
+                            "type": "string",
+                            "description": "the domain that read this line: general, prose or address "
+                            "(`auto` picks one per line); empty when it could not be read",
+                        },
                         "error": {"type": "string", "description": "why this file could not be read"},
                     },
                 },
@@ -180,7 +187,7 @@ def openapi_spec(
                             "items": {"$ref": "#/components/schemas/Prediction"},
                         },
                         "model": {"type": "array", "items": {"type": "string"}},
-                        "domain": {"type": "string", "description": "the decoding domain used"},
+                        "domain": {"type": "string", "description": "the decoding domain asked for"},
                         "total_ms": {"type": "number"},
                     },
                 },

@@ -305,6 +305,7 @@ def create_app(
                 confidence=round(float(p.confidence), 4),
                 char_confidences=[round(float(c), 4) for c in p.char_confidences],
                 ms=round(float(p.ms), 2),
+                domain=getattr(p, "domain", "") or "",
             )
             if p.error:  # the header was fine but the data is not (corrupt, truncated)
                 items[i]["error"] = f"{names[i]}: {p.error.removeprefix('<bytes>: ')}"
@@ -316,6 +317,7 @@ def create_app(
                 item.setdefault("confidence", 0.0)
                 item.setdefault("char_confidences", [])
                 item.setdefault("ms", 0.0)
+                item.setdefault("domain", "")
         if len(statuses) == len(items):  # nothing could be read: the request itself failed
             status = 413 if 413 in statuses else 400
             error = "; ".join(item["error"] for item in items)

@@ -1,14 +1,19 @@
 """Decoding domains: what a line is expected to say, and how that shapes its decoding.
 
-- `general`: the model's own reading (its release's decoding: CTC best path for the shipped default).
+- `general`: the model's own reading (its release's decoding: CTC best path for the shipped default),
+  with no language model: every character as the image shows it.
+- `prose`: Vietnamese sentences (notes, letters, free-text fields). CTC prefix beam search with the prose
+  syllable n-gram (`vihtr.inference.ctc_lm`, built by `make lm` from public text): a reading that is
+  not Vietnamese ("tếng", "ngưới") gives way to one that is, where the image leaves room for it. Names
+  and foreign words outside the lexicon pay a penalty but pass when the image is clear; numbers are
+  never changed into other numbers by the LM.
 - `address`: a Vietnamese address as forms write it. CTC prefix beam search with the address word
-  n-gram (`vihtr.inference.ctc_lm`, built by `make lm` from public data only), then the address tail's
-  unit names checked against the administrative-unit tree (`vihtr.text.address`). Every line is read
-  as an address: prose read this way drifts towards address words, so prose belongs in `general`.
+  n-gram (built by `make lm` from public data only), then the address tail's unit names checked against
+  the administrative-unit tree (`vihtr.text.address`). Every line is read as an address: prose read
+  this way drifts towards address words.
 - `auto`: `address` for the lines whose plain reading already ends in two or more units that belong
-  together (ward + district, district + province, ...), `general` for the others. A little less
-  accurate on addresses than `address` (a badly read tail is not recognised), as good as `general`
-  on prose; the safe default for mixed forms.
+  together (ward + district, district + province, ...), `prose` for the others; each prediction says
+  which (`Prediction.domain`). The safe default for mixed forms.
 
 A release states its default domain (`metadata.domain`); every call can choose another.
 """
@@ -22,10 +27,11 @@ from pathlib import Path
 from vihtr.inference.types import Prediction
 from vihtr.paths import ASSETS_DIR
 
-DOMAINS = ("general", "address", "auto")
+DOMAINS = ("general", "prose", "address", "auto")
 AUTO_MIN_UNITS = 2  # units a plain reading must end in for `auto` to read it as an address
 DEFAULT_DOMAIN = "general"
 ADDRESS_LM = ASSETS_DIR / "lm" / "address.arpa.gz"
+PROSE_LM = ASSETS_DIR / "lm" / "prose.arpa.gz"
 
 
 def check_domain(domain: str) -> str:
@@ -51,8 +57,8 @@ def realign_confidences(old: str, new: str, confidences: list[float]) -> list[fl
 
 
 class AddressDomain:
-    """What the address domains add: CTC beam search with the LM (`ctc_decoder(gated)`), and the tail
-    check (`postprocess`)."""
+    """What the address domain adds: CTC beam search with the LM (`ctc_decoder`), and the tail check
+    (`postprocess`)."""
 
     def __init__(self, charset, lm_path: str | os.PathLike | None = ADDRESS_LM) -> None:
         """`lm_path=None` skips the beam search (best path, then the tail check)."""
@@ -69,26 +75,10 @@ class AddressDomain:
     def looks_like_address(self, text: str) -> bool:
         return len(self.corrector.best_chain(text)) >= AUTO_MIN_UNITS
 
-    def ctc_decoder(self, gated: bool):
+    def ctc_decoder(self):
         """A `ctc_decoder(log_probs, padding_mask) -> DecodeResult` for `EnsembleDecoder`: beam search with
-        the LM for every line, or (`gated`, the `auto` domain) only for lines whose best path looks like
-        an address. None without an LM."""
-        if self.beam is None:
-            return None
-        if not gated:
-            return self.beam
-
-        def decode(log_probs, padding_mask):
-            from vihtr.models.decoding import ctc_best_path
-
-            result = ctc_best_path(log_probs, padding_mask)
-            for row, ids in enumerate(result.token_ids):
-                if self.looks_like_address(self.charset.decode(ids)):
-                    line = self.beam(log_probs[row : row + 1], padding_mask[row : row + 1])
-                    result.token_ids[row], result.token_probs[row] = line.token_ids[0], line.token_probs[0]
-            return result
-
-        return decode
+        the address LM, or None without an LM."""
+        return self.beam
 
     def postprocess(self, prediction: Prediction) -> Prediction:
         corrected = self.corrector.correct(prediction.text)
@@ -98,3 +88,54 @@ class AddressDomain:
             )
             prediction.text = corrected
         return prediction
+
+
+class ProseDomain:
+    """What the prose domain adds: CTC beam search with the prose syllable LM."""
+
+    def __init__(self, charset, lm_path: str | os.PathLike = PROSE_LM) -> None:
+        from vihtr.inference.ctc_lm import (
+            PROSE_ALPHA,
+            PROSE_BEAM_WIDTH,
+            PROSE_BETA,
+            PROSE_UNK_OFFSET,
+            KenLMCTCDecoder,
+        )
+
+        self.beam = KenLMCTCDecoder(
+            charset,
+            Path(lm_path),
+            alpha=PROSE_ALPHA,
+            beta=PROSE_BETA,
+            unk_offset=PROSE_UNK_OFFSET,
+            beam_width=PROSE_BEAM_WIDTH,
+            keyed=True,
+        )
+
+    def ctc_decoder(self):
+        return self.beam
+
+
+def routed_decoder(charset, address: AddressDomain, prose: ProseDomain | None, chosen: list[list[str]]):
+    """The `auto` domain's `ctc_decoder`: each line's best path picks its domain (`address` when it ends
+    like an address, else `prose`; `general` when there is no prose LM), which then searches that line.
+    Each call appends its lines' choices to `chosen` (an ensemble calls it once per model)."""
+    from vihtr.models.decoding import ctc_best_path
+
+    def decode(log_probs, padding_mask):
+        result = ctc_best_path(log_probs, padding_mask)
+        chosen.append([])
+        for row, ids in enumerate(result.token_ids):
+            if address.looks_like_address(charset.decode(ids)):
+                domain, search = "address", address.ctc_decoder()
+            elif prose is not None:
+                domain, search = "prose", prose.ctc_decoder()
+            else:
+                domain, search = "general", None
+            chosen[-1].append(domain)
+            if search is not None:
+                line = search(log_probs[row : row + 1], padding_mask[row : row + 1])
+                result.token_ids[row], result.token_probs[row] = line.token_ids[0], line.token_probs[0]
+        return result
+
+    return decode

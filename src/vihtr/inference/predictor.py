@@ -38,7 +38,15 @@ import torch
 
 from vihtr.data.preprocess import WIDTH_BUCKET, ImageLoadError, Preprocess, bucket_width, load_image, to_width
 from vihtr.inference.calibration import Calibration
-from vihtr.inference.domains import ADDRESS_LM, DEFAULT_DOMAIN, AddressDomain, check_domain
+from vihtr.inference.domains import (
+    ADDRESS_LM,
+    DEFAULT_DOMAIN,
+    PROSE_LM,
+    AddressDomain,
+    ProseDomain,
+    check_domain,
+    routed_decoder,
+)
 from vihtr.inference.types import BACKENDS, Prediction
 from vihtr.paths import REPO_ROOT
 from vihtr.text.charset import SPECIAL_TOKENS, Charset
@@ -159,13 +167,15 @@ class Predictor:
         calibration: Calibration | None = None,
         domain: str = DEFAULT_DOMAIN,
         address_lm: str | os.PathLike | None = ADDRESS_LM,
+        prose_lm: str | os.PathLike | None = PROSE_LM,
     ) -> None:
         """`decoder(batches: list[(images, widths)], method, beam_size) -> DecodeResult`, one batch per model
         (`vihtr.inference.ensemble.EnsembleDecoder`); `preprocesses` holds each model's preprocessing.
         `width_bucket`: lines are padded to a multiple of it and batched only with lines of the same padded
         width, so a line reads the same alone or in any batch. `calibration` maps the model's raw line
         confidence to a calibrated one (see `vihtr.inference.calibration`). `domain`: the default of
-        `predict`; `address_lm`: the address domain's word n-gram (None: no beam search, tail check only)."""
+        `predict`; `address_lm`: the address domain's word n-gram (None: no beam search, tail check only);
+        `prose_lm`: the prose domain's syllable n-gram (None: `prose` reads as `general`)."""
         if method is not None and method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         resolve = getattr(decoder, "resolve_method", None)
@@ -181,7 +191,9 @@ class Predictor:
         self.calibration = calibration
         self.domain = check_domain(domain)
         self.address_lm = address_lm
+        self.prose_lm = prose_lm
         self._address: AddressDomain | None = None
+        self._prose: ProseDomain | None = None
         self.load_height = max(pre.height for pre in self.preprocesses)
         # grey models get their JPEGs decoded straight to grey (half a line's decoding time)
         self.load_mode = "L" if all(pre.channels == 1 for pre in self.preprocesses) else "RGB"
@@ -199,6 +211,7 @@ class Predictor:
         onnx_cache: str | os.PathLike | None = None,
         domain: str | None = None,
         address_lm: str | os.PathLike | None = ADDRESS_LM,
+        prose_lm: str | os.PathLike | None = PROSE_LM,
     ) -> Predictor:
         """Load released model folders (default: `default_model_paths()`); two or more decode as an ensemble.
 
@@ -251,6 +264,7 @@ class Predictor:
             calibration=release_calibration(paths[0]) if len(paths) == 1 else None,
             domain=domain or release_domain(paths[0]),
             address_lm=address_lm,
+            prose_lm=prose_lm,
         )
 
     @classmethod
@@ -276,6 +290,23 @@ class Predictor:
             self._address = AddressDomain(self.charset, self.address_lm)
         return self._address
 
+    @property
+    def prose(self) -> ProseDomain | None:
+        """The prose domain's decoder, built on first use; None without a prose LM."""
+        if self._prose is None and self.prose_lm is not None:
+            self._prose = ProseDomain(self.charset, self.prose_lm)
+        return self._prose
+
+    def _ctc_search(self, domain: str, chosen: list[list[str]]):
+        """The CTC search a domain reads with (None: best path) and, for `auto`, its per-line router."""
+        if domain == "address":
+            return self.address.ctc_decoder()
+        if domain == "prose":
+            return self.prose.ctc_decoder() if self.prose else None
+        if domain == "auto":
+            return routed_decoder(self.charset, self.address, self.prose, chosen)
+        return None
+
     def predict_one(self, image, domain: str | None = None) -> Prediction:
         return self.predict([image], domain=domain)[0]
 
@@ -285,12 +316,18 @@ class Predictor:
 
     def predict(self, images: Sequence, domain: str | None = None) -> list[Prediction]:
         """Paths, PIL images, numpy arrays or bytes -> one `Prediction` per input, in input order.
-        `domain`: `general` or `address` (default: the predictor's).
+        `domain`: one of `vihtr.inference.domains.DOMAINS` (default: the predictor's); each prediction
+        says which domain read it (`auto` picks one per line).
 
         A line's text does not depend on the other inputs: lines are batched only with lines of the same
         padded width, so each row of a batch is computed exactly as it would be alone."""
         domain = check_domain(domain or self.domain)
         address = self.address if domain in ("address", "auto") else None
+        # what reads the lines when `auto` makes no per-line choice (no CTC search: the attention decoder
+        # reads, and only the tail check is added); prose without its LM or CTC is the plain reading
+        used = {"auto": "address"}.get(domain, domain)
+        if domain == "prose" and (self.prose_lm is None or self.method != "ctc"):
+            used = "general"
         results: list[Prediction | None] = [None] * len(images)
         tensors: dict[int, list[torch.Tensor]] = {}
         load_ms: dict[int, float] = {}
@@ -320,18 +357,20 @@ class Predictor:
                     (torch.stack([tensors[i][m] for i in chunk]), torch.full((len(chunk),), width))
                     for m, width in enumerate(key)
                 ]
+                chosen: list[list[str]] = []
+                search = self._ctc_search(domain, chosen) if self.method == "ctc" else None
                 result = self.decoder(
-                    batches,
-                    method=self.method,
-                    beam_size=self.beam_size,
-                    ctc_decoder=address.ctc_decoder(gated=domain == "auto") if address else None,
+                    batches, method=self.method, beam_size=self.beam_size, ctc_decoder=search
                 )
+                # auto: the first model's choice (an ensemble's models may choose apart)
+                read_as = chosen[0] if chosen else [used] * len(chunk)
                 share = (time.perf_counter() - t0) * 1000 / len(chunk)
                 lines = zip(result.token_ids, result.token_probs, result.scores)
-                for i, (ids, probs, score) in zip(chunk, lines):
+                for k, (i, (ids, probs, score)) in enumerate(zip(chunk, lines)):
                     prediction = to_prediction(ids, probs, score, self.charset, self.calibration)
                     if address:
                         prediction = address.postprocess(prediction)
+                    prediction.domain = read_as[k]
                     prediction.source = _source_name(images[i])
                     prediction.ms = load_ms[i] + share
                     results[i] = prediction

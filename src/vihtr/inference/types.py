@@ -16,6 +16,7 @@ class Prediction:
     ms: float = 0.0  # wall time spent on this line (its share of the batch)
     source: str = ""  # the input's name (path, upload name), "" when unnamed
     error: str = ""  # set instead of text when the input could not be read
+    domain: str = ""  # the decoding domain that read it: general, prose or address (auto picks one per line)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,7 +3,13 @@
 
 const state = { items: [], maxFiles: 16, busy: false, reviewBelow: null };
 const $ = (selector) => document.querySelector(selector);
-const DOMAIN_LABELS = { general: "general text", address: "addresses", auto: "addresses where they look like one" };
+const DOMAIN_LABELS = {
+  general: "written (no language model)",
+  prose: "prose",
+  address: "addresses",
+  auto: "addresses or prose, line by line",
+};
+const LINE_DOMAIN_LABELS = { general: "written", prose: "prose", address: "an address" };
 
 function setStatus(message, isError = false) {
   const status = $("#status");
@@ -133,6 +139,7 @@ function showPrediction(item, prediction) {
   const check = state.reviewBelow !== null && prediction.confidence < state.reviewBelow;
   result.querySelector(".prediction-review").hidden = !check;
   item.card.classList.toggle("needs-review", check);
+  result.querySelector(".prediction-domain").textContent = LINE_DOMAIN_LABELS[prediction.domain] || prediction.domain || "?";
   result.querySelector(".prediction-ms").textContent = prediction.ms.toFixed(0);
   item.text = prediction.text;
   result.hidden = false;

@@ -179,6 +179,18 @@ def inkml_files(path: str | os.PathLike, cache_dir: str | os.PathLike | None = N
     return files
 
 
+def copied_texts(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """InkML file name -> the source text its writer copied (the header's `<Gt_File_Name>`; the file's stem
+    when absent). Several writers copied the same text: a text-novel split keeps a text on one side."""
+    texts = {}
+    for f in inkml_files(path, cache_dir):
+        root = ET.parse(f).getroot()
+        for element in root.iter():
+            element.tag = element.tag.rpartition("}")[2]
+        texts[f.name] = (root.findtext("annotationXML/Gt_File_Name") or "").strip() or f.stem
+    return texts
+
+
 @dataclass(frozen=True)
 class RenderStyle:
     """Ranges the renderer draws from; lengths are fractions of the output height."""
