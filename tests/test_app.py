@@ -222,6 +222,7 @@ def test_health_reports_models_and_version(server, line_images):
         "confidence": {"calibrated": True, "review_below": metadata["calibration"]["review_below"]},
         "domain": metadata["domain"],
         "domains": ["general", "prose", "address", "auto"],
+        "corrections": False,
     }
 
 

@@ -30,9 +30,15 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server():
+def corrections(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("corrections")
+
+
+@pytest.fixture(scope="module")
+def server(corrections):
     # the shipped default, a model that reads: each sample's text must come back beside its own image
-    running = start_in_thread(create_app(model_paths=[str(REPO_ROOT / "models" / "vihtr-lite1")]))
+    app = create_app(model_paths=[str(REPO_ROOT / "models" / "vihtr-lite1")], corrections_dir=corrections)
+    running = start_in_thread(app)
     yield running.url
     running.stop()
 
@@ -99,6 +105,10 @@ def test_get_images_then_predict_shows_the_api_texts(server, browser, tmp_path):
     browser.find_element(By.ID, "predict").click()
     shown = "return [...document.querySelectorAll('.result')].filter(r => !r.hidden).length"
     wait.until(lambda d: d.execute_script(shown) == 3)
+    assert sorted(e.text for e in browser.find_elements(By.CSS_SELECTOR, ".image-name")) == sorted(names)
+    names = [
+        e.text for e in browser.find_elements(By.CSS_SELECTOR, ".image-name")
+    ]  # flagged lines move first
     texts = browser.execute_script(
         "return [...document.querySelectorAll('.prediction-text')].map(e => e.textContent)"
     )
@@ -172,3 +182,64 @@ def test_a_corrupt_upload_shows_its_error_beside_the_lines_that_read(server, bro
     assert texts[0].startswith("corrupt.png: ") and "not an image" in texts[0]
     assert texts[1] == api_texts(server, [good.name])[0]
     assert "1 file(s) could not be read" in browser.find_element(By.ID, "status").text
+
+
+def test_review_correct_a_flagged_line_save_it_and_export(server, browser, corrections):
+    """Every line flagged (threshold raised for the test): the first is focused, a typed correction and Enter
+    save it on the server, focus moves on, Tab skips to the next line to check, Enter accepts it unchanged;
+    the CSV export holds the checked texts and each line's status."""
+    import csv
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from vihtr.data.sources.real import LineFolderSource
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server + "/")
+    wait.until(lambda d: "Model:" in d.find_element(By.ID, "model-info").text)
+    browser.execute_script("state.reviewBelow = 1.01")  # every line under the threshold
+    samples = [SHIPPED_SAMPLES / f"sample-0{i}.png" for i in (1, 2, 3)]
+    browser.find_element(By.ID, "file-input").send_keys("\n".join(str(p) for p in samples))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == 3)
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda d: "3 to check" in d.find_element(By.ID, "status").text)
+    inputs = browser.find_elements(By.CSS_SELECTOR, ".correction")
+    assert browser.switch_to.active_element == inputs[0]
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".image-name")]
+
+    corrected = (
+        "Xóm Trại Thuỷ Nguyên Hải Phòng"  # typed with its tone marks, as a Vietnamese keyboard sends them
+    )
+    inputs[0].clear()
+    inputs[0].send_keys(corrected, Keys.ENTER)
+    statuses = "return [...document.querySelectorAll('.review-status')].map(e => e.textContent)"
+    wait.until(lambda d: d.execute_script(statuses)[0].startswith("corrected, saved"))
+    assert browser.switch_to.active_element == inputs[1]  # on to the next line to check
+    browser.switch_to.active_element.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element == inputs[2]  # Tab: the next line to check, not the buttons
+    read_third = inputs[2].get_attribute("value")
+    inputs[2].send_keys(Keys.ENTER)
+    wait.until(lambda d: d.execute_script(statuses)[2].startswith("accepted, saved"))
+
+    saved = LineFolderSource(corrections, name="corrections")
+    by_image = {(corrections / key).read_bytes(): text for key, text in zip(saved.keys, saved.texts)}
+    assert by_image[(SHIPPED_SAMPLES / names[0]).read_bytes()] == corrected
+    assert by_image[(SHIPPED_SAMPLES / names[2]).read_bytes()] == read_third
+    assert len(by_image) == 2
+
+    # keep the Blob the page downloads (the page's security policy lets no script fetch a blob: URL)
+    browser.execute_script(
+        "window.exported = []; const make = URL.createObjectURL;"
+        "URL.createObjectURL = (blob) => { window.exported.push(blob); return make(blob); };"
+    )
+    browser.find_element(By.ID, "export-csv").click()
+    exported = browser.execute_async_script(
+        "const done = arguments[0]; window.exported.at(-1).text().then(done, (e) => done(`failed: ${e}`));"
+    )
+    rows = list(csv.DictReader(exported.splitlines()))
+    assert [r["name"] for r in rows] == names
+    assert [r["status"] for r in rows] == ["corrected", "unreviewed", "accepted"]
+    assert rows[0]["text"] == corrected and rows[0]["read"] != corrected and rows[0]["review"] == "true"
+    assert "Exported 3 line(s) as CSV, 2 of them checked" in browser.find_element(By.ID, "status").text

@@ -42,7 +42,7 @@ def test_predict_folder_to_csv_and_json(tiny_release, folder_with_a_corrupt_file
     assert main([*args, "-o", str(out_csv)]) == 0
     assert main([*args, "-o", str(out_json)]) == 0
     rows = list(csv.DictReader(out_csv.open(encoding="utf-8")))
-    assert list(rows[0]) == ["path", "text", "confidence", "domain", "error"]
+    assert list(rows[0]) == ["path", "text", "confidence", "review", "domain", "error"]
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == [
         "broken.jpg",
         "line0.jpg",
@@ -61,7 +61,7 @@ def test_predict_a_list_file_to_stdout(tiny_release, folder_with_a_corrupt_file,
     listing.write_text("line0.jpg\nsub/line2.jpg\n")
     assert main(["predict", str(listing), "--models", str(tiny_release), "-q"]) == 0
     lines = capsys.readouterr().out.strip().split("\n")
-    assert lines[0] == "path\ttext\tconfidence\tdomain\terror" and len(lines) == 3
+    assert lines[0] == "path\ttext\tconfidence\treview\tdomain\terror" and len(lines) == 3
 
 
 def test_missing_input_exits_nonzero_with_a_message(tmp_path):

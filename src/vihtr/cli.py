@@ -1,7 +1,9 @@
-"""The `vihtr` command: `vihtr predict`, `vihtr export-onnx` (and `vihtr serve` when the web app is installed).
+"""The `vihtr` command: `vihtr predict`, `vihtr corrections import`, `vihtr export-onnx` (and `vihtr serve`
+when the web app is installed).
 
     vihtr predict line.jpg
-    vihtr predict scans/ -o out.csv --models models/vihtr-lite1 models/extra/vihtr-lite1-fast
+    vihtr predict scans/ -o out.tsv --models models/vihtr-lite1 models/extra/vihtr-lite1-fast
+    vihtr corrections import out.tsv -o corrections/      # after fixing the texts of out.tsv by hand
     vihtr export-onnx models/vihtr-lite1
 
 Subcommands register themselves with `add_parser(subparsers)` and set `func(args) -> exit code`; another
@@ -49,7 +51,7 @@ def collect_inputs(target: str) -> list[str]:
 
 def write_rows(rows: list[dict], output: str | None) -> None:
     """CSV / TSV / JSON by the output's suffix; without an output, TSV on stdout."""
-    fields = ["path", "text", "confidence", "domain", "error"]
+    fields = ["path", "text", "confidence", "review", "domain", "error"]
     if output is None:
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, delimiter="\t", lineterminator="\n")
         writer.writeheader()
@@ -98,6 +100,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = []
+    review_below = predictor.calibration.review_below if predictor.calibration is not None else None
     # chunks a few batches long: the progress bar moves, and lines within a chunk are still sorted by width
     chunk = predictor.batch_size * 4
     with tqdm(total=len(inputs), unit="line", disable=args.quiet or None, file=sys.stderr) as bar:
@@ -109,6 +112,10 @@ def run_predict(args: argparse.Namespace) -> int:
                         "path": path,
                         "text": p.text,
                         "confidence": round(p.confidence, 4),
+                        # under the release's review threshold: worth checking by hand
+                        "review": bool(
+                            review_below is not None and not p.error and p.confidence < review_below
+                        ),
                         "domain": p.domain,
                         "error": p.error,
                     }
@@ -121,6 +128,32 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.output:
         print(f"{len(rows) - failed} line(s) read, {failed} unreadable -> {args.output}", file=sys.stderr)
     return 0
+
+
+def run_import_corrections(args: argparse.Namespace) -> int:
+    from vihtr.review.corrections import CorrectionError, CorrectionStore, import_table
+
+    store = CorrectionStore(args.output)
+    failed = 0
+    for table in args.tables:
+        try:
+            report = import_table(table, store)
+        except (OSError, CorrectionError, ValueError) as e:
+            print(f"error: {table}: {e}", file=sys.stderr)
+            return 2
+        for error in report.errors:
+            print(f"warning: {error}", file=sys.stderr)
+        failed += len(report.errors)
+        unreviewed = (
+            f", {report.skipped_unreviewed} not checked left out" if report.skipped_unreviewed else ""
+        )
+        print(
+            f"{table}: {report.saved} line(s) saved ({report.replaced} replaced an earlier text), "
+            f"{len(report.errors)} refused{unreviewed}",
+            file=sys.stderr,
+        )
+    print(f"{len(store)} line(s) in {store.labels}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:
@@ -174,6 +207,21 @@ def add_predict_parser(subparsers) -> None:
     p.set_defaults(func=run_predict)
 
 
+def add_corrections_parser(subparsers) -> None:
+    p = subparsers.add_parser("corrections", help="reviewed lines as a training set")
+    actions = p.add_subparsers(dest="action", required=True)
+    i = actions.add_parser(
+        "import",
+        help="save the lines of checked tables (a `vihtr predict` CSV/TSV/JSON whose texts you corrected, or "
+        "the web page's export) as a training set: DIR/labels.tsv + DIR/images/",
+    )
+    i.add_argument(
+        "tables", nargs="+", metavar="TABLE", help="CSV, TSV or JSON with `path` and `text` columns"
+    )
+    i.add_argument("-o", "--output", required=True, metavar="DIR", help="the training-set folder (added to)")
+    i.set_defaults(func=run_import_corrections)
+
+
 def add_export_parser(subparsers) -> None:
     p = subparsers.add_parser("export-onnx", help="export a released model to ONNX (encoder + decoder step)")
     p.add_argument("model", help="released model folder")
@@ -186,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vihtr", description="Vietnamese handwritten text-line recognition")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(subparsers)
+    add_corrections_parser(subparsers)
     add_export_parser(subparsers)
     for name in OPTIONAL_SUBCOMMANDS:
         try:

@@ -57,6 +57,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="lines of concurrent requests read together at most (1: one request at a time)",
     )
     p.add_argument("--lazy", action="store_true", help="load the models at the first request, not at start")
+    p.add_argument(
+        "--corrections-dir",
+        default=None,
+        help="save the lines reviewed on the page (image + checked text) here as a training set "
+        "(labels.tsv + images/, the folder layout training reads); off by default",
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             predictor_options=options,
             preload=not args.lazy,
             batch_lines=args.batch_lines,
+            corrections_dir=args.corrections_dir,
         )
     except ServiceUnavailable as e:
         print(f"error: {e.description}", file=sys.stderr)

@@ -110,6 +110,54 @@ def openapi_spec(
                     },
                 }
             },
+            "/api/corrections": {
+                "post": {
+                    "summary": "Save one reviewed line (image + checked text) to the server's training set",
+                    "description": "Only when the server runs with `--corrections-dir DIR`: the image is "
+                    "saved under a name the server chooses and the text (made NFC) in DIR/labels.tsv; "
+                    "saving the same image again replaces its text.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["image", "text"],
+                                    "properties": {
+                                        "image": {"type": "string", "format": "binary"},
+                                        "text": {"type": "string", "description": "what the line says"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "saved",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "saved": {"type": "string", "description": "images/<name>"},
+                                            "text": {"type": "string"},
+                                            "replaced": {"type": "boolean"},
+                                            "lines": {"type": "integer", "description": "lines in the set"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _error(
+                            "no image or text, not an image, an empty text, or characters the model cannot learn"
+                        ),
+                        "404": _error("the server saves no corrections (no --corrections-dir)"),
+                        "413": _error("the image is over the size or pixel limit"),
+                        "415": _error("the request is not multipart/form-data"),
+                        "507": _error("the folder holds its limit of lines"),
+                    },
+                }
+            },
             "/favicon.ico": {
                 "get": {
                     "summary": "The page's icon (SVG)",

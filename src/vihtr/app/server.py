@@ -9,6 +9,9 @@ image's decode. A file that cannot be read gets an error entry of its own; the r
 when none of its files can be read. Every other error, from a bad request to a bug, answers JSON
 `{"error": ...}` with its status code, and the process keeps serving.
 
+With `corrections_dir`, `POST /api/corrections` saves reviewed lines (an image and its checked text) as a
+training set (`vihtr.review.corrections.CorrectionStore`); without it that route answers 404.
+
     from vihtr.app.server import create_app
     app = create_app(model_paths=["models/vihtr-lite1"], samples_dir="../shared/data/kalapa2023/public_test")
 """
@@ -41,6 +44,7 @@ from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
 from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
 from vihtr.inference.domains import DOMAINS, check_domain
+from vihtr.review.corrections import CorrectionError, CorrectionStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 UPLOAD_FIELDS = ("images", "image")
@@ -180,11 +184,13 @@ def create_app(
     predictor_options: dict | None = None,
     preload: bool = False,
     batch_lines: int = BATCH_LINES,
+    corrections_dir: str | os.PathLike | None = None,
 ) -> Flask:
     """The Flask app. `predictor`: anything with `predict(images) -> list[Prediction]` (tests, custom setups);
     without it, `Predictor.from_release(model_paths, **predictor_options)` (default: the shipped models).
     `batch_lines`: lines of concurrent requests read in one call at most (1: one request at a time).
-    `samples_dir`: the folder `/api/samples` draws from (default: the samples shipped with the app)."""
+    `samples_dir`: the folder `/api/samples` draws from (default: the samples shipped with the app).
+    `corrections_dir`: where `/api/corrections` saves reviewed lines (None: the route is off)."""
     max_request_pixels = max_request_pixels or REQUEST_PIXEL_FACTOR * max_pixels
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.url_map.merge_slashes = False  # "//etc/passwd" must not be rewritten into a valid-looking path
@@ -199,7 +205,19 @@ def create_app(
         "max_pixels": max_pixels,
         "max_request_pixels": max_request_pixels,
     }
-    app.extensions["vihtr"] = {"models": models, "samples": samples, "limits": limits}
+    corrections = (
+        CorrectionStore(
+            corrections_dir, max_image_bytes=app.config["MAX_CONTENT_LENGTH"], max_pixels=max_pixels
+        )
+        if corrections_dir is not None
+        else None
+    )
+    app.extensions["vihtr"] = {
+        "models": models,
+        "samples": samples,
+        "limits": limits,
+        "corrections": corrections,
+    }
     if preload:
         models.load()
 
@@ -253,6 +271,7 @@ def create_app(
             "domains": list(DOMAINS),
             "version": vihtr.__version__,
             "limits": limits,
+            "corrections": corrections is not None,
         }
         calibration = getattr(models.predictor, "calibration", None)
         body["confidence"] = {
@@ -325,6 +344,24 @@ def create_app(
             return jsonify(body), status
         used = domain or models.domain
         return jsonify(predictions=items, model=models.names, domain=used, total_ms=total_ms)
+
+    @app.post("/api/corrections")
+    def save_correction():
+        """One reviewed line: the image (field `image`) and its checked text (field `text`)."""
+        if corrections is None:
+            raise NotFound("this server saves no corrections: start it with --corrections-dir DIR")
+        if request.mimetype != "multipart/form-data":
+            raise UnsupportedMediaType("send multipart/form-data with the fields 'image' (a file) and 'text'")
+        image = request.files.get("image")
+        if image is None:
+            raise BadRequest("no image: send the line image under the field 'image'")
+        if "text" not in request.form:
+            raise BadRequest("no text: send the line's checked text under the field 'text'")
+        try:
+            saved = corrections.add(image.read(), request.form["text"])
+        except CorrectionError as e:
+            return jsonify(error=str(e)), e.status
+        return jsonify(saved=saved.key, text=saved.text, replaced=saved.replaced, lines=len(corrections))
 
     @app.get("/favicon.ico")
     def favicon():

@@ -1,7 +1,9 @@
-// The vihtr page: gather line images (samples, upload, drop, paste), send them to /api/predict, show the text.
+// The vihtr page: gather line images (samples, upload, drop, paste), send them to /api/predict, show the text,
+// then review: the lines to check first, each text editable, Enter accepts (and saves it on a server that keeps
+// corrections), Tab goes to the next line to check; export the checked texts as CSV or JSON.
 "use strict";
 
-const state = { items: [], maxFiles: 16, busy: false, reviewBelow: null };
+const state = { items: [], maxFiles: 16, busy: false, reviewBelow: null, savesCorrections: false };
 const $ = (selector) => document.querySelector(selector);
 const DOMAIN_LABELS = {
   general: "written (no language model)",
@@ -21,6 +23,9 @@ function setStatus(message, isError = false) {
 function updateButtons() {
   $("#predict").disabled = state.busy || state.items.length === 0;
   $("#clear").disabled = state.busy || state.items.length === 0;
+  const read = state.items.some((item) => item.read !== undefined);
+  $("#export-csv").disabled = !read;
+  $("#export-json").disabled = !read;
   $("#get-images").disabled = state.busy;
   document.body.dataset.busy = state.busy ? "true" : "false";
 }
@@ -51,6 +56,11 @@ function addItem(name, blob) {
   card.querySelector(".remove").setAttribute("aria-label", `Remove ${name}`);
   card.querySelector(".remove").addEventListener("click", () => removeItem(item));
   card.querySelector(".copy-text").addEventListener("click", () => copyText(item));
+  const input = card.querySelector(".correction");
+  input.setAttribute("aria-label", `Checked text of ${name}`);
+  input.addEventListener("input", () => { item.text = input.value; setReviewStatus(item, "unreviewed"); });
+  input.addEventListener("keydown", (event) => onReviewKey(event, item));
+  card.querySelector(".accept").addEventListener("click", () => accept(item));
   state.items.push(item);
   $("#images").appendChild(card);
   updateButtons();
@@ -142,7 +152,117 @@ function showPrediction(item, prediction) {
   result.querySelector(".prediction-domain").textContent = LINE_DOMAIN_LABELS[prediction.domain] || prediction.domain || "?";
   result.querySelector(".prediction-ms").textContent = prediction.ms.toFixed(0);
   item.text = prediction.text;
+  item.read = prediction.text;
+  item.confidence = prediction.confidence;
+  item.domain = prediction.domain || "";
+  item.review = check;
+  result.querySelector(".correction").value = prediction.text;
+  setReviewStatus(item, "unreviewed");
   result.hidden = false;
+}
+
+// the lines to check first (in their order), then the others
+function putFlaggedFirst() {
+  const ordered = [...state.items.filter((item) => item.review), ...state.items.filter((item) => !item.review)];
+  ordered.forEach((item) => $("#images").appendChild(item.card));
+  state.items = ordered;
+}
+
+function setReviewStatus(item, status, message = "") {
+  item.status = status;
+  const label = item.card.querySelector(".review-status");
+  label.textContent = message || (status === "unreviewed" ? "" : status);
+  label.classList.toggle("error", status === "error");
+  item.card.classList.toggle("reviewed", status === "accepted" || status === "corrected");
+}
+
+function readable(item) {
+  return item.read !== undefined && !item.card.classList.contains("failed");
+}
+
+// the next line after `item` (wrapping) that still needs checking: a flagged one first, else any unreviewed
+function nextToReview(item) {
+  const lines = state.items.filter(readable);
+  const start = lines.indexOf(item);
+  const after = [...lines.slice(start + 1), ...lines.slice(0, Math.max(start, 0))];
+  const open = (other) => other.status !== "accepted" && other.status !== "corrected";
+  return after.find((other) => other.review && open(other)) || after.find(open) || null;
+}
+
+function focusLine(item) {
+  if (!item) return;
+  const input = item.card.querySelector(".correction");
+  input.focus();
+  input.select();
+}
+
+function onReviewKey(event, item) {
+  if (event.isComposing || event.keyCode === 229) return;  // a Vietnamese input method is still composing
+  if (event.key === "Enter") {
+    event.preventDefault();
+    accept(item).then(() => focusLine(nextToReview(item)));
+  } else if (event.key === "Tab" && !event.shiftKey) {
+    const next = nextToReview(item);
+    if (next && next !== item) {
+      event.preventDefault();
+      focusLine(next);
+    }
+  }
+}
+
+async function accept(item) {
+  const text = item.card.querySelector(".correction").value.normalize("NFC").trim();
+  item.text = text;
+  const status = text === item.read ? "accepted" : "corrected";
+  if (!state.savesCorrections) {
+    setReviewStatus(item, status);
+    return;
+  }
+  setReviewStatus(item, "saving", "saving…");
+  const form = new FormData();
+  form.append("image", item.blob, item.name);
+  form.append("text", text);
+  try {
+    const response = await fetch("/api/corrections", { method: "POST", body: form });
+    if (!response.ok) throw new Error(await errorMessage(response));
+    const body = await response.json();
+    setReviewStatus(item, status, `${status}, saved (${body.lines} line(s) in the set)`);
+  } catch (error) {
+    setReviewStatus(item, "error", `not saved: ${error.message}`);
+  }
+}
+
+function exportRows() {
+  return state.items.filter((item) => item.read !== undefined).map((item) => ({
+    name: item.name,
+    text: item.text,
+    read: item.read,
+    confidence: item.confidence,
+    review: item.review,
+    domain: item.domain,
+    status: item.card.classList.contains("failed") ? "error" : item.status,
+  }));
+}
+
+function csvCell(value) {
+  const text = String(value ?? "");
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function exportResults(format) {
+  const rows = exportRows();
+  const fields = ["name", "text", "read", "confidence", "review", "domain", "status"];
+  const body = format === "json"
+    ? JSON.stringify(rows, null, 1)
+    : [fields.join(","), ...rows.map((row) => fields.map((field) => csvCell(row[field])).join(","))].join("\r\n") + "\r\n";
+  const type = format === "json" ? "application/json" : "text/csv";
+  const link = $("#export-link");
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([body], { type: `${type};charset=utf-8` }));
+  link.download = `vihtr-lines.${format}`;
+  link.click();
+  const reviewed = rows.filter((row) => row.status === "accepted" || row.status === "corrected").length;
+  setStatus(`Exported ${rows.length} line(s) as ${format.toUpperCase()}, ${reviewed} of them checked.`);
 }
 
 async function predict() {
@@ -159,6 +279,8 @@ async function predict() {
   } catch (_) { /* not JSON: a proxy's or the server's own error page */ }
   if (body && Array.isArray(body.predictions)) {
     body.predictions.forEach((prediction, i) => showPrediction(items[i], prediction));
+    putFlaggedFirst();
+    updateButtons();
   }
   if (!response.ok) throw new Error(await errorMessage(response));
   showModel(body.model);
@@ -166,7 +288,10 @@ async function predict() {
   const note = failed ? ` ${failed} file(s) could not be read.` : "";
   if (body.domain && !domain) showDefaultDomain(body.domain);  // /health knows it only once models load
   const domainNote = body.domain ? `, as ${DOMAIN_LABELS[body.domain] || body.domain}` : "";
-  setStatus(`Read ${items.length - failed} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}${domainNote}.${note}`, failed > 0);
+  const flagged = items.filter((item) => item.review).length;
+  const check = flagged ? ` ${flagged} to check, first.` : "";
+  setStatus(`Read ${items.length - failed} line(s) in ${body.total_ms.toFixed(0)} ms with ${body.model.join(" + ")}${domainNote}.${check}${note}`, failed > 0);
+  focusLine(state.items.find((item) => item.review && readable(item)));
 }
 
 async function copyText(item) {
@@ -202,6 +327,7 @@ async function loadHealth() {
     const health = await response.json();
     state.maxFiles = health.limits.max_files;
     if (health.confidence) state.reviewBelow = health.confidence.review_below;
+    state.savesCorrections = Boolean(health.corrections);
     showModel(health.model, health.version);
     if (health.domain) showDefaultDomain(health.domain);
   } catch (error) {
@@ -235,6 +361,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#get-images").addEventListener("click", () => withBusy(getImages));
   $("#predict").addEventListener("click", () => withBusy(predict));
   $("#clear").addEventListener("click", clearItems);
+  $("#export-csv").addEventListener("click", () => exportResults("csv"));
+  $("#export-json").addEventListener("click", () => exportResults("json"));
   $("#file-input").addEventListener("change", (event) => {
     addFiles(event.target.files, "uploaded");
     event.target.value = "";

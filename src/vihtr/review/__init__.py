@@ -1,0 +1,1 @@
+"""Review → correct → adapt: reviewed lines saved as a training set (`corrections`)."""
