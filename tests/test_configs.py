@@ -243,6 +243,7 @@ def test_debug(debug, expected, experiment, tmp_path):
 
 # experiment -> (backbone, stage, d_model, image height)
 EXPERIMENTS = {
+    "adapt": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "b1_384_ptr_f5": ("tf_efficientnetv2_b1", "pretrain", 384, 160),
     "b1_384_f5": ("tf_efficientnetv2_b1", "finetune", 384, 160),
     "b2_256_ptr_f5": ("tf_efficientnetv2_b2", "pretrain", 256, 128),
@@ -254,7 +255,7 @@ EXPERIMENTS = {
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"cpu_small", "lite1_ctc", "lite1_fast", "lite1_long", "lite1_tf", "synth_probe"}
+CPU_EXPERIMENTS = {"adapt", "cpu_small", "lite1_ctc", "lite1_fast", "lite1_long", "lite1_tf", "synth_probe"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))

@@ -46,6 +46,27 @@ def test_frozen_stages_keep_their_weights_and_statistics_and_the_rest_learns(tmp
     assert system.model.encoder.backbone.blocks[2].training
 
 
+def test_frozen_stages_keep_their_statistics_through_the_trainer(tmp_path):
+    """What Lightning does, not only what `.train()` does: it never calls `train()` when fitting starts and
+    restores every module's mode after validating, so the frozen stages are put in eval mode before each step."""
+    from training_helpers import RecordRun
+
+    from vihtr.training.run import train
+
+    overrides = [*TINY, "model.freeze_stages=2", "debug=fdr", "callbacks.model_checkpoint=null"]
+    overrides += [f"+callbacks.record._target_={RecordRun.__module__}.RecordRun"]
+    overrides += [f"+callbacks.record.dirpath={tmp_path / 'record'}", "seed=1"]
+    train(compose_config("train", overrides, tmp_path / "run"))
+    initial = torch.load(tmp_path / "record" / "initial_weights-rank0.pt", weights_only=True)
+    final = torch.load(tmp_path / "record" / "final_weights-rank0.pt", weights_only=True)
+    frozen = ("encoder.backbone.conv_stem.", "encoder.backbone.bn1.", "encoder.backbone.blocks.0.")
+    frozen += ("encoder.backbone.blocks.1.",)
+    stats = [k for k in final if k.startswith(frozen) and k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(final[k], initial[k]) for k in stats)
+    later = [k for k in final if k.startswith("encoder.backbone.blocks.2.") and k.endswith("running_mean")]
+    assert any(not torch.equal(final[k], initial[k]) for k in later)
+
+
 def test_freezing_more_stages_than_the_backbone_has_is_refused(tmp_path):
     cfg = compose_config("train", [*TINY, "model.freeze_stages=99"], tmp_path)
     with pytest.raises(Exception, match="freeze_stages=99"):  # Hydra wraps the ValueError

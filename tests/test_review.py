@@ -191,3 +191,46 @@ def test_a_saved_folder_trains(tmp_path):
     metrics = train(compose_config("train", overrides, tmp_path / "run"))
     assert math.isfinite(metrics["train/loss"]) and metrics["train/loss"] > 0
     assert math.isfinite(metrics["val/kalapa/cer"])
+
+
+def test_the_adaptation_recipe_trains_on_reviewed_lines_and_keeps_the_norm_statistics(tmp_path):
+    """`experiment=adapt` from the shipped default on a saved folder (split into train.tsv and held_out.tsv)
+    with synthetic replay: a training step and a validation on the held-out lines; no batch norm moves its
+    running statistics, and the CNN's first stages keep their weights."""
+    import math
+
+    import torch
+    from training_helpers import RecordRun, compose_config
+
+    from vihtr.data.sources.real import read_labels
+    from vihtr.training.run import train
+
+    fixtures = REPO_ROOT / "tests" / "fixtures" / "lines"
+    rows = read_labels(fixtures / "labels.tsv")
+    adapt_dir = tmp_path / "adapt"
+    adapt_dir.mkdir()
+    for name, part in (("train.tsv", rows[:6]), ("held_out.tsv", rows[6:9])):
+        (adapt_dir / name).write_text("".join(f"{fixtures / r}\t{t}\n" for r, t in part), encoding="utf-8")
+    release = REPO_ROOT / "models" / "vihtr-lite1" / "weights.pt"
+    overrides = [
+        "experiment=adapt",
+        f"adapt_dir={adapt_dir}",
+        f"model.init_from={release}",
+        "debug=fdr",
+        "logger=[csv]",
+        f"+callbacks.record._target_={RecordRun.__module__}.RecordRun",
+        f"+callbacks.record.dirpath={tmp_path / 'record'}",
+        "callbacks.model_checkpoint=null",
+    ]
+    metrics = train(compose_config("train", overrides, tmp_path / "run"))
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/mine/cer"])
+    (record,) = RecordRun.read(tmp_path / "record")
+    assert record["end_step"] == 1
+    before = torch.load(tmp_path / "record" / "initial_weights-rank0.pt", weights_only=True)  # the release's
+    after = torch.load(tmp_path / "record" / "final_weights-rank0.pt", weights_only=True)
+    trained = [k for k in before if k.startswith(("ctc_head", "encoder.layers", "encoder.proj"))]
+    assert any(not torch.equal(before[k].float(), after[k].float()) for k in trained)  # it did learn
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.allclose(before[k].float(), after[k].float(), atol=1e-3) for k in stats)
+    stem = [k for k in before if k.startswith("encoder.backbone.conv_stem")]
+    assert stem and all(torch.equal(before[k].float(), after[k].float()) for k in stem)

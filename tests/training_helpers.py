@@ -55,7 +55,8 @@ def compose_config(name: str, overrides: list[str], output_dir: Path | None = No
 
 class RecordRun(pl.Callback):
     """Writes `record-rank<r>.json` in `dirpath`: the step training started and ended at, and the texts of
-    the first training batch (so tests can tell what resumed and what each DDP rank saw)."""
+    the first training batch (so tests can tell what resumed and what each DDP rank saw); and the model's
+    weights when fitting starts and ends (`initial_weights-rank<r>.pt`, `final_weights-rank<r>.pt`)."""
 
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
@@ -63,6 +64,7 @@ class RecordRun(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.record = {"rank": trainer.global_rank, "start_step": trainer.global_step}
+        self.initial = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self.record.setdefault("first_texts", list(batch["texts"]))
@@ -72,6 +74,8 @@ class RecordRun(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / f"record-rank{trainer.global_rank}.json"
         path.write_text(json.dumps(self.record, ensure_ascii=False))
+        torch.save(self.initial, self.dirpath / f"initial_weights-rank{trainer.global_rank}.pt")
+        torch.save(pl_module.model.state_dict(), self.dirpath / f"final_weights-rank{trainer.global_rank}.pt")
 
     @staticmethod
     def read(dirpath: Path) -> list[dict]:

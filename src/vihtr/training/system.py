@@ -62,10 +62,13 @@ class OCRSystem(pl.LightningModule):
         backbone_weights: str | None = None,
         freeze_stages: int = 0,
         channels_last: bool = False,
+        freeze_norm: bool = False,
     ) -> None:
         """`freeze_stages` k: the CNN's stem and its first k stages keep their weights and normalisation
         statistics (no gradients, no backward pass through them: the high-resolution layers cost most per
-        step and change least from ImageNet). `channels_last`: the CNN runs in NHWC, oneDNN's fast layout."""
+        step and change least from ImageNet). `channels_last`: the CNN runs in NHWC, oneDNN's fast layout.
+        `freeze_norm`: every batch norm keeps its running statistics (its scale and shift still learn): a few
+        lines of one writer must not replace statistics learnt from thousands (adaptation)."""
         super().__init__()
         self.save_hyperparameters()
         self.model = OCRModel(**net)
@@ -94,12 +97,25 @@ class OCRSystem(pl.LightningModule):
         if channels_last:
             self.model.encoder.backbone.to(memory_format=torch.channels_last)
 
+    def kept_in_eval(self) -> list[torch.nn.Module]:
+        """The modules that stay in eval mode while training: the frozen stages (their batch norms keep the
+        statistics they were trained with) and, with `freeze_norm`, every batch norm."""
+        kept = list(getattr(self, "frozen", ()))
+        if self.hparams.get("freeze_norm"):
+            kept += [m for m in self.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        return kept
+
     def train(self, mode: bool = True):
-        """Frozen stages stay in eval mode: their batch norms keep the statistics they were trained with."""
         super().train(mode)
-        for module in getattr(self, "frozen", ()):
+        for module in self.kept_in_eval():
             module.eval()
         return self
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Lightning never calls train() when fitting starts, and after each validation it restores every
+        # module's mode as it found it: set the kept modules' mode where it counts, before each step
+        for module in self.kept_in_eval():
+            module.eval()
 
     def load_weights(self, path: str) -> None:
         """Start from another run's weights (pretrain -> finetune); optimizer state is not taken."""
