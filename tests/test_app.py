@@ -196,6 +196,10 @@ def test_predict_one_and_two_images_match_the_predictor(server, line_images):
             assert prediction["ms"] > 0
             # the default domain is auto: each line says whether it was read as an address or as prose
             assert prediction["domain"] == want.domain and want.domain in ("address", "prose")
+            review_below = json.loads((SHIPPED_DEFAULT / "config.json").read_text())["metadata"][
+                "calibration"
+            ]["review_below"]
+            assert prediction["review"] == (prediction["confidence"] < review_below)
 
 
 def test_predict_accepts_the_single_image_field(server, line_images):

@@ -22,10 +22,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vihtr.inference.domains import DOMAINS
-from vihtr.inference.types import BACKENDS
+from vihtr.inference.types import BACKENDS, prediction_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 OUTPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".json": None}
+# a row of `vihtr predict`'s output: the image, then the fields of `prediction_json` a table needs
+ROW_FIELDS = ["path", "text", "confidence", "review", "domain", "error"]
 # modules whose `add_parser(subparsers)` adds a subcommand when they are importable (the web app's `serve`)
 OPTIONAL_SUBCOMMANDS = ("vihtr.app.cli",)
 
@@ -51,7 +53,7 @@ def collect_inputs(target: str) -> list[str]:
 
 def write_rows(rows: list[dict], output: str | None) -> None:
     """CSV / TSV / JSON by the output's suffix; without an output, TSV on stdout."""
-    fields = ["path", "text", "confidence", "review", "domain", "error"]
+    fields = ROW_FIELDS
     if output is None:
         writer = csv.DictWriter(sys.stdout, fieldnames=fields, delimiter="\t", lineterminator="\n")
         writer.writeheader()
@@ -107,19 +109,8 @@ def run_predict(args: argparse.Namespace) -> int:
         for start in range(0, len(inputs), chunk):
             paths = inputs[start : start + chunk]
             for path, p in zip(paths, predictor.predict(paths)):
-                rows.append(
-                    {
-                        "path": path,
-                        "text": p.text,
-                        "confidence": round(p.confidence, 4),
-                        # under the release's review threshold: worth checking by hand
-                        "review": bool(
-                            review_below is not None and not p.error and p.confidence < review_below
-                        ),
-                        "domain": p.domain,
-                        "error": p.error,
-                    }
-                )
+                answer = prediction_json(p, review_below)
+                rows.append({"path": path, **{k: answer[k] for k in ROW_FIELDS[1:]}})
                 if p.error:
                     tqdm.write(f"warning: {p.error}", file=sys.stderr)
             bar.update(len(paths))

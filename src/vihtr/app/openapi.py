@@ -218,6 +218,11 @@ def openapi_spec(
                             "description": "expected share of the line's characters read right (calibrated on held-out lines when the release carries a calibration)",
                         },
                         "char_confidences": {"type": "array", "items": {"type": "number"}},
+                        "review": {
+                            "type": "boolean",
+                            "description": "under the release's review threshold (`/health`'s "
+                            "confidence.review_below): worth checking by hand",
+                        },
                         "ms": {"type": "number", "description": "time spent on this line"},
                         "domain": {
                             "type": "string",

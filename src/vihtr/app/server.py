@@ -44,6 +44,7 @@ from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
 from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
 from vihtr.inference.domains import DOMAINS, check_domain
+from vihtr.inference.types import Prediction, prediction_json
 from vihtr.review.corrections import CorrectionError, CorrectionStore
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -113,6 +114,12 @@ class Models:
         if domain is None:  # a custom predictor (tests) need not know domains
             return self._predictor.predict(images)
         return self._predictor.predict(images, domain=domain)
+
+    @property
+    def review_below(self) -> float | None:
+        """The release's review threshold (None: no calibration, or no predictor loaded yet)."""
+        calibration = getattr(self._predictor, "calibration", None)
+        return calibration.review_below if calibration is not None else None
 
     @property
     def domain(self) -> str | None:
@@ -274,10 +281,7 @@ def create_app(
             "corrections": corrections is not None,
         }
         calibration = getattr(models.predictor, "calibration", None)
-        body["confidence"] = {
-            "calibrated": calibration is not None,
-            "review_below": calibration.review_below if calibration is not None else None,
-        }
+        body["confidence"] = {"calibrated": calibration is not None, "review_below": models.review_below}
         if models.error:
             body["model_error"] = models.error
         return jsonify(body)
@@ -318,25 +322,19 @@ def create_app(
             except UploadError as e:
                 items[i]["error"] = f"{names[i]}: {e}"
                 statuses.append(e.status)
+        review_below = models.review_below
         for i, p in zip(readable, models.predict(images, domain)):
-            items[i].update(
-                text=p.text,
-                confidence=round(float(p.confidence), 4),
-                char_confidences=[round(float(c), 4) for c in p.char_confidences],
-                ms=round(float(p.ms), 2),
-                domain=getattr(p, "domain", "") or "",
-            )
-            if p.error:  # the header was fine but the data is not (corrupt, truncated)
+            answer = prediction_json(p, review_below)
+            if answer.pop("error"):  # the header was fine but the data is not (corrupt, truncated)
                 items[i]["error"] = f"{names[i]}: {p.error.removeprefix('<bytes>: ')}"
                 statuses.append(400)
+            items[i].update(answer)
         total_ms = round((time.perf_counter() - start) * 1000, 2)
+        unread = {k: v for k, v in prediction_json(Prediction("", 0.0)).items() if k != "error"}
         for item in items:
             if "error" in item:
-                item.setdefault("text", "")
-                item.setdefault("confidence", 0.0)
-                item.setdefault("char_confidences", [])
-                item.setdefault("ms", 0.0)
-                item.setdefault("domain", "")
+                for key, value in unread.items():
+                    item.setdefault(key, value)
         if len(statuses) == len(items):  # nothing could be read: the request itself failed
             status = 413 if 413 in statuses else 400
             error = "; ".join(item["error"] for item in items)

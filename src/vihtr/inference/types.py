@@ -20,3 +20,20 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def prediction_json(prediction, review_below: float | None = None) -> dict:
+    """One prediction as the CLI's rows and the API's answers give it: numbers rounded, and `review` (under
+    the release's review threshold, so worth checking by hand; False without a threshold or without text).
+    The one place that says what a prediction looks like outside Python."""
+    confidence = float(prediction.confidence)
+    error = getattr(prediction, "error", "") or ""
+    return {
+        "text": prediction.text,
+        "confidence": round(confidence, 4),
+        "char_confidences": [round(float(c), 4) for c in prediction.char_confidences],
+        "review": bool(review_below is not None and not error and confidence < review_below),
+        "domain": getattr(prediction, "domain", "") or "",
+        "ms": round(float(getattr(prediction, "ms", 0.0)), 2),
+        "error": error,
+    }
