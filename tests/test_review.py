@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vihtr.data.sources.real import LineFolderSource
+from vihtr.data.sources.real import LineFolderSource, read_labels
 from vihtr.review.corrections import LABELS, CorrectionError, CorrectionStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -234,3 +234,45 @@ def test_the_adaptation_recipe_trains_on_reviewed_lines_and_keeps_the_norm_stati
     assert stats and all(torch.allclose(before[k].float(), after[k].float(), atol=1e-3) for k in stats)
     stem = [k for k in before if k.startswith("encoder.backbone.conv_stem")]
     assert stem and all(torch.equal(before[k].float(), after[k].float()) for k in stem)
+
+
+def test_vihtr_adapt_writes_a_release_that_reads_and_a_report(tmp_path, capsys):
+    """`vihtr adapt` end to end on the fixture lines (two steps): the release it writes loads and reads, its
+    report holds the held-out CER before and after, and it is the adapted model only if that reads better."""
+    import torch
+
+    from vihtr.cli import main
+    from vihtr.inference.predictor import Predictor
+    from vihtr.review.adapt import REPORT, AdaptError, adapt
+
+    fixtures = REPO_ROOT / "tests" / "fixtures" / "lines"
+    base = REPO_ROOT / "models" / "vihtr-lite1"
+    out = tmp_path / "my-forms"
+    report = adapt([fixtures], base, out, steps=2, held_out=0.25, overrides=["trainer.val_check_interval=1"])
+    assert report.lines == report.trained_on + report.held_out and report.held_out >= 2
+    assert report.improved == (report.cer_after < report.cer_before)
+    assert json.loads((out / REPORT).read_text())["cer_after"] == report.cer_after
+    same = torch.equal(
+        torch.load(out / "weights.pt", weights_only=True)["ctc_head.out.weight"],
+        torch.load(base / "weights.pt", weights_only=True)["ctc_head.out.weight"],
+    )
+    assert same != report.improved  # the adapted weights only where they read the held-out lines better
+    metadata = json.loads((out / "config.json").read_text())["metadata"]
+    assert (
+        metadata["calibration"] == json.loads((base / "config.json").read_text())["metadata"]["calibration"]
+    )
+    prediction = Predictor.from_release(out).predict([str(next(fixtures.rglob("*.jpg")))])[0]
+    assert prediction.text and not prediction.error
+
+    with pytest.raises(AdaptError, match="too little data: 3"):
+        small = tmp_path / "small"
+        small.mkdir()
+        (small / "labels.tsv").write_text(
+            "".join(f"{fixtures / r}\t{t}\n" for r, t in read_labels(fixtures / "labels.tsv")[:3]),
+            encoding="utf-8",
+        )
+        adapt([small], base, tmp_path / "never")
+    assert main(["adapt", str(tmp_path / "small"), "--model", str(base), "--out", str(tmp_path / "x")]) == 2
+    assert "too little data" in capsys.readouterr().err
+    assert main(["adapt", str(fixtures), "--model", str(base), "--out", str(base)]) == 2
+    assert "never overwritten" in capsys.readouterr().err

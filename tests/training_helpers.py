@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from vihtr.training.config import CONFIG_DIR, REPO_ROOT
+from vihtr.training.config import REPO_ROOT, compose_config  # noqa: F401  (compose_config: the tests import it from here)
 
 # a model that trains in milliseconds per step: tiny dims, 32 px lines
 TINY = [
@@ -38,19 +35,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def compose_config(name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The config `src/<name>.py` would get, as Hydra's `@main` hands it over: the Hydra node set as the
-    current HydraConfig (for `${hydra:...}`) and then removed; outputs under `output_dir`."""
-    if output_dir is not None:
-        overrides = [*overrides, f"hydra.run.dir={output_dir}", f"paths.output_dir={output_dir}"]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    return cfg
 
 
 class RecordRun(pl.Callback):

@@ -1,9 +1,10 @@
-"""The `vihtr` command: `vihtr predict`, `vihtr corrections import`, `vihtr export-onnx` (and `vihtr serve`
-when the web app is installed).
+"""The `vihtr` command: `vihtr predict`, `vihtr corrections import`, `vihtr adapt`, `vihtr export-onnx` (and
+`vihtr serve` when the web app is installed).
 
     vihtr predict line.jpg
     vihtr predict scans/ -o out.tsv --models models/vihtr-lite1 models/extra/vihtr-lite1-fast
     vihtr corrections import out.tsv -o corrections/      # after fixing the texts of out.tsv by hand
+    vihtr adapt corrections/ --out models/my-forms        # fine-tune the default on them
     vihtr export-onnx models/vihtr-lite1
 
 Subcommands register themselves with `add_parser(subparsers)` and set `func(args) -> exit code`; another
@@ -147,6 +148,29 @@ def run_import_corrections(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_adapt(args: argparse.Namespace) -> int:
+    from vihtr.inference.predictor import default_model_paths
+    from vihtr.review.adapt import AdaptError, adapt
+
+    try:
+        base = args.model or default_model_paths()[0]
+        report = adapt(
+            args.data, base, args.out, steps=args.steps, held_out=args.held_out, seed=args.seed,
+            threads=args.threads,
+        )  # fmt: skip
+    except (AdaptError, FileNotFoundError, IndexError) as e:  # IndexError: no released model anywhere
+        print(f"error: {e or 'no released model found: pass --model'}", file=sys.stderr)
+        return 2
+    verdict = "adapted" if report.improved else "kept the base model (adapting did not read them better)"
+    print(
+        f"{report.trained_on} lines trained on, {report.held_out} held out; {report.steps} steps in "
+        f"{report.seconds:.0f} s. Held-out CER {100 * report.cer_before:.2f} % -> {100 * report.cer_after:.2f} %: "
+        f"{verdict}. Release: {args.out} (report: {args.out}/adapt_report.json)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run_export_onnx(args: argparse.Namespace) -> int:
     from vihtr.inference.onnx_export import export_release
 
@@ -213,6 +237,23 @@ def add_corrections_parser(subparsers) -> None:
     i.set_defaults(func=run_import_corrections)
 
 
+def add_adapt_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "adapt",
+        help="fine-tune a release on your checked lines (folders with labels.tsv) into a new release",
+    )
+    p.add_argument("data", nargs="+", metavar="DIR", help="folders of checked lines (labels.tsv + images)")
+    p.add_argument("--model", default=None, help="the release to start from (default: the shipped default)")
+    p.add_argument("--out", required=True, help="the new release's folder")
+    p.add_argument("--steps", type=int, default=150, help="training steps of 8 lines (default 150)")
+    p.add_argument(
+        "--held-out", type=float, default=0.2, help="share of the lines kept out to check the result"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.set_defaults(func=run_adapt)
+
+
 def add_export_parser(subparsers) -> None:
     p = subparsers.add_parser("export-onnx", help="export a released model to ONNX (encoder + decoder step)")
     p.add_argument("model", help="released model folder")
@@ -226,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(subparsers)
     add_corrections_parser(subparsers)
+    add_adapt_parser(subparsers)
     add_export_parser(subparsers)
     for name in OPTIONAL_SUBCOMMANDS:
         try:

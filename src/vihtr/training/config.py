@@ -1,11 +1,12 @@
-"""Hydra glue: OmegaConf resolvers used by the configs, and the repository root."""
+"""Hydra glue: OmegaConf resolvers used by the configs, the repository root, and composing a run's config
+outside `@hydra.main` (`compose_config`: what `vihtr adapt` and the tests run)."""
 
 from __future__ import annotations
 
 import os
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vihtr.paths import REPO_ROOT
 from vihtr.text.charset import VIETNAMESE_CHARSET, longest_label
@@ -58,3 +59,21 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose_config(
+    name: str, overrides: list[str], output_dir: str | os.PathLike | None = None
+) -> DictConfig:
+    """The config `src/<name>.py` would get, as Hydra's `@main` hands it over: the Hydra node set as the
+    current HydraConfig (for `${hydra:...}`) and then removed; outputs under `output_dir`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    if output_dir is not None:
+        overrides = [*overrides, f"hydra.run.dir={output_dir}", f"paths.output_dir={output_dir}"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
