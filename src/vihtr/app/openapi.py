@@ -12,6 +12,12 @@ def _error(description: str) -> dict:
     }
 
 
+def _form(properties: dict, required: list[str] | None = None) -> dict:
+    """A request body of multipart/form-data fields."""
+    schema = {"type": "object", **({"required": required} if required else {}), "properties": properties}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
 def openapi_spec(
     version: str, max_files: int, max_upload_mb: float, max_pixels: int, max_request_pixels: int
 ) -> dict:
@@ -68,29 +74,18 @@ def openapi_spec(
                 "post": {
                     "summary": "Read the text of one or more line images",
                     "description": f"multipart/form-data with the images under the field `images` (or `image`). {limits}",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "images": {
-                                            "type": "array",
-                                            "items": {"type": "string", "format": "binary"},
-                                        },
-                                        "image": {"type": "string", "format": "binary"},
-                                        "domain": {
-                                            "type": "string",
-                                            "enum": list(DOMAINS),
-                                            "description": "what the lines say (default: the model's); "
-                                            "the response's `domain` tells which was used",
-                                        },
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": _form(
+                        {
+                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "image": {"type": "string", "format": "binary"},
+                            "domain": {
+                                "type": "string",
+                                "enum": list(DOMAINS),
+                                "description": "what the lines say (default: the model's); "
+                                "the response's `domain` tells which was used",
+                            },
+                        }
+                    ),
                     "responses": {
                         "200": {
                             "description": "one entry per image, in upload order (unreadable ones with `error`)",
@@ -116,21 +111,13 @@ def openapi_spec(
                     "description": "Only when the server runs with `--corrections-dir DIR`: the image is "
                     "saved under a name the server chooses and the text (made NFC) in DIR/labels.tsv; "
                     "saving the same image again replaces its text.",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "multipart/form-data": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["image", "text"],
-                                    "properties": {
-                                        "image": {"type": "string", "format": "binary"},
-                                        "text": {"type": "string", "description": "what the line says"},
-                                    },
-                                }
-                            }
+                    "requestBody": _form(
+                        {
+                            "image": {"type": "string", "format": "binary"},
+                            "text": {"type": "string", "description": "what the line says"},
                         },
-                    },
+                        required=["image", "text"],
+                    ),
                     "responses": {
                         "200": {
                             "description": "saved",
