@@ -23,12 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import editdistance
-
 import vihtr  # noqa: F401  (torchvision fix first)
 from vihtr.inference.predictor import Predictor
 from vihtr.paths import REPO_ROOT, data_root
-from vihtr.review.adapt import adapt
+from vihtr.review.adapt import adapt, line_cer
+from vihtr.training.evaluate import read_lines, summarise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import release  # noqa: E402
@@ -46,14 +45,6 @@ def writer_lines(kalapa: Path, fold: int) -> dict[str, list[tuple[str, str]]]:
     return {w: sorted(lines, key=number) for w, lines in sorted(by_writer.items())}
 
 
-def cer(release_dir, lines, domain: str) -> float:
-    predictor = Predictor.from_release(release_dir, threads=2, domain=domain)
-    predictions = predictor.predict([image for image, _ in lines])
-    return sum(editdistance.eval(p.text, t) for p, (_, t) in zip(predictions, lines)) / sum(
-        len(t) for _, t in lines
-    )
-
-
 def folder_of(lines, root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "labels.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in lines), encoding="utf-8")
@@ -62,7 +53,7 @@ def folder_of(lines, root: Path) -> Path:
 
 def scores(base, adapted, test_lines) -> dict:
     return {
-        f"{which}_{domain}": round(cer(model, test_lines, domain), 4)
+        f"{which}_{domain}": round(line_cer(model, test_lines, domain, threads=2), 4)
         for which, model in (("base", base), ("adapted", adapted))
         for domain in ("general", "auto")
     }
@@ -142,11 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                 for which, model in (("base", args.model), ("adapted", out)):
                     predictor = Predictor.from_release(model, threads=2, domain="general")
                     vnondb = release.held_out(held, predictor)["vnondb"]
-                    readings = predictor.predict([line.image for line in vnondb])
-                    errors = sum(editdistance.eval(p.text, line.text) for p, line in zip(readings, vnondb))
-                    results.setdefault("forgetting_vnondb_general", {})[which] = round(
-                        errors / sum(len(line.text) for line in vnondb), 4
-                    )
+                    cer = summarise(read_lines(predictor, vnondb))["all"]["cer"]
+                    results.setdefault("forgetting_vnondb_general", {})[which] = round(cer, 4)
                 print(json.dumps(results["forgetting_vnondb_general"]), flush=True)
     print(json.dumps({k: v for k, v in results.items() if k != "few_shot"}, indent=1))
     if "few_shot" in results:

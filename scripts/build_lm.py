@@ -103,7 +103,8 @@ def build_prose(args: argparse.Namespace) -> None:
 
     output = args.output or PROSE_LM
     start = time.perf_counter()
-    sources = prose_lm_lines(args.held_out_folds, args.libreoffice_help)
+    vnondb = vnondb_prose(args.held_out_folds)
+    sources = prose_lm_lines(args.held_out_folds, args.libreoffice_help, vnondb)
     lines = [line for source in sources.values() for line in source]
     words = sum(len(line.split()) for line in lines)
     print(", ".join(f"{name}: {len(s)} lines" for name, s in sources.items()), f"({words} words)",
@@ -111,7 +112,7 @@ def build_prose(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     lm = build(lines, args.order, args.prune_below or 1, output)
     report(lm, output, start)
-    held_out = [lm_line(normalize_text(t, "old")) for t in vnondb_prose(args.held_out_folds)[1]]
+    held_out = [lm_line(normalize_text(t, "old")) for t in vnondb[1]]
     print(f"per-word perplexity on the {len(held_out)} held-out VNOnDB lines (folds {args.held_out_folds}): "
           f"{perplexity(lm, [h for h in held_out if h]):.1f}")  # fmt: skip
 

@@ -30,7 +30,14 @@ from vihtr.inference.domains import DOMAINS
 from vihtr.inference.predictor import Predictor
 from vihtr.models.release import save_release
 from vihtr.paths import REPO_ROOT, data_root
-from vihtr.training.evaluate import compose_eval_config, evaluation_lines, load_model, read_lines, summarise
+from vihtr.training.evaluate import (
+    compose_eval_config,
+    evaluation_lines,
+    load_model,
+    model_from_checkpoint,
+    read_lines,
+    summarise,
+)
 
 REPO = REPO_ROOT
 DEFAULT_DATA = data_root()
@@ -72,8 +79,8 @@ def export(args: argparse.Namespace) -> None:
     """One checkpoint, or the mean of several of one run (the seed's last-k averaging: a long run keeps its
     most recent checkpoints, and a release averages them)."""
     last = args.checkpoint[-1]
-    model, preprocess = load_model(last)
     checkpoint = read_checkpoint(last)
+    model, preprocess = model_from_checkpoint(checkpoint) if checkpoint else load_model(last)
     if len(args.checkpoint) > 1:
         from vihtr.models.release import average_checkpoints
 

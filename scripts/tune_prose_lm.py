@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import editdistance
 import torch
 
 import vihtr  # noqa: F401  (torchvision fix first)
@@ -27,6 +26,7 @@ from vihtr.inference.ctc_lm import KenLMCTCDecoder
 from vihtr.inference.predictor import Predictor
 from vihtr.models.decoding import ctc_best_path
 from vihtr.paths import REPO_ROOT
+from vihtr.text.metrics import LineMetrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_lm  # noqa: E402
@@ -50,9 +50,10 @@ def frame_log_probs(predictor: Predictor, lines) -> list[tuple[torch.Tensor, tor
 
 
 def error_rates(readings: list[str], targets: list[str]) -> tuple[float, float]:
-    chars = sum(editdistance.eval(r, t) for r, t in zip(readings, targets)) / sum(map(len, targets))
-    words = sum(editdistance.eval(r.split(), t.split()) for r, t in zip(readings, targets))
-    return chars, words / sum(len(t.split()) for t in targets)
+    metrics = LineMetrics()
+    metrics.update(readings, targets)
+    scores = metrics.compute()
+    return scores["cer"], scores["wer"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,14 +103,13 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = []
-    review_below = predictor.calibration.review_below if predictor.calibration is not None else None
     # chunks a few batches long: the progress bar moves, and lines within a chunk are still sorted by width
     chunk = predictor.batch_size * 4
     with tqdm(total=len(inputs), unit="line", disable=args.quiet or None, file=sys.stderr) as bar:
         for start in range(0, len(inputs), chunk):
             paths = inputs[start : start + chunk]
             for path, p in zip(paths, predictor.predict(paths)):
-                answer = prediction_json(p, review_below)
+                answer = prediction_json(p, predictor.review_below)
                 rows.append({"path": path, **{k: answer[k] for k in ROW_FIELDS[1:]}})
                 if p.error:
                     tqdm.write(f"warning: {p.error}", file=sys.stderr)
@@ -152,14 +151,17 @@ def run_adapt(args: argparse.Namespace) -> int:
     from vihtr.inference.predictor import default_model_paths
     from vihtr.review.adapt import AdaptError, adapt
 
+    bases = [args.model] if args.model else default_model_paths()
+    if not bases:
+        print("error: no released model found: pass --model", file=sys.stderr)
+        return 2
     try:
-        base = args.model or default_model_paths()[0]
         report = adapt(
-            args.data, base, args.out, steps=args.steps, held_out=args.held_out, seed=args.seed,
+            args.data, bases[0], args.out, steps=args.steps, held_out=args.held_out, seed=args.seed,
             threads=args.threads,
         )  # fmt: skip
-    except (AdaptError, FileNotFoundError, IndexError) as e:  # IndexError: no released model anywhere
-        print(f"error: {e or 'no released model found: pass --model'}", file=sys.stderr)
+    except (AdaptError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     verdict = "adapted" if report.improved else "kept the base model (adapting did not read them better)"
     print(

@@ -118,8 +118,7 @@ class Models:
     @property
     def review_below(self) -> float | None:
         """The release's review threshold (None: no calibration, or no predictor loaded yet)."""
-        calibration = getattr(self._predictor, "calibration", None)
-        return calibration.review_below if calibration is not None else None
+        return getattr(self._predictor, "review_below", None)
 
     @property
     def domain(self) -> str | None:

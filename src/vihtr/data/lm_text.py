@@ -124,32 +124,26 @@ def word_grams(line: str, n: int = SHARED_WORDS) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def without_held_out(lines: list[str], held_out: list[str]) -> list[str]:
-    """`lines` (LM keys) less those sharing `SHARED_WORDS` consecutive words with a held-out line."""
-    held = (
-        set().union(*(word_grams(lm_line(normalize_text(t, "old"))) for t in held_out)) if held_out else set()
-    )
-    return [line for line in lines if not word_grams(line) & held]
-
-
 def prose_lm_lines(
     held_out_folds: Iterable[int] = (0,),
     libreoffice_help: str | os.PathLike | None = None,
-    archive: str | os.PathLike | None = None,
+    vnondb: tuple[list[str], list[str]] | None = None,
 ) -> dict[str, list[str]]:
-    """Source name -> its lines as LM text (keys), none sharing a held-out line's words (`without_held_out`)."""
+    """Source name -> its lines as LM text (keys), none sharing `SHARED_WORDS` consecutive words with a
+    held-out line. `vnondb`: what `vnondb_prose(held_out_folds)` returns, when the caller has it already."""
     from vihtr.data.synthetic.corpus import word_list
 
-    vnondb, held_out = vnondb_prose(held_out_folds, archive)
+    training, held_out = vnondb or vnondb_prose(held_out_folds)
+    held = set().union(*(word_grams(lm_line(normalize_text(t, "old"))) for t in held_out))
     raw = {
         LIBREOFFICE_HELP: libreoffice_help_lines(libreoffice_help),
-        "vnondb-training-texts": vnondb,
+        "vnondb-training-texts": training,
         "pyvi-words": list(word_list()),
     }
     out = {}
     for name, lines in raw.items():
         keyed = [k for k in (lm_line(normalize_text(t, "old")) for t in lines) if k]
-        out[name] = without_held_out(keyed, held_out)
+        out[name] = [line for line in keyed if not word_grams(line) & held]
         dropped = len(keyed) - len(out[name])
         log.info(
             "%s: %d lines (%d left out for sharing a held-out line's words)", name, len(out[name]), dropped

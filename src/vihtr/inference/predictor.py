@@ -291,6 +291,11 @@ class Predictor:
         return self._address
 
     @property
+    def review_below(self) -> float | None:
+        """The release's review threshold: lines under it are worth checking by hand (None: no calibration)."""
+        return self.calibration.review_below if self.calibration is not None else None
+
+    @property
     def prose(self) -> ProseDomain | None:
         """The prose domain's decoder, built on first use; None without a prose LM."""
         if self._prose is None and self.prose_lm is not None:

@@ -22,8 +22,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import editdistance
-
 from vihtr.data.sources.real import read_labels
 
 MIN_LINES = 8  # fewer cannot both teach and check
@@ -81,14 +79,20 @@ def write_tsv(path: Path, lines: list[tuple[str, str]]) -> None:
     path.write_text("".join(f"{image}\t{text}\n" for image, text in lines), encoding="utf-8")
 
 
-def plain_cer(release: str | os.PathLike, lines: list[tuple[str, str]], threads: int | None = None) -> float:
-    """CER of a release's plain reading (`general`: the network alone, no language model) on `lines`."""
+def line_cer(
+    release: str | os.PathLike,
+    lines: list[tuple[str, str]],
+    domain: str = "general",
+    threads: int | None = None,
+) -> float:
+    """CER of a release on `lines` (image path, text) read in `domain` (`general`: the network alone)."""
     from vihtr.inference.predictor import Predictor
+    from vihtr.text.metrics import LineMetrics
 
-    predictor = Predictor.from_release(release, threads=threads, domain="general")
-    predictions = predictor.predict([image for image, _ in lines])
-    errors = sum(editdistance.eval(p.text, text) for p, (_, text) in zip(predictions, lines))
-    return errors / max(1, sum(len(text) for _, text in lines))
+    predictor = Predictor.from_release(release, threads=threads, domain=domain)
+    metrics = LineMetrics()
+    metrics.update([p.text for p in predictor.predict([image for image, _ in lines])], [t for _, t in lines])
+    return metrics.compute()["cer"]
 
 
 def adapt(
@@ -108,7 +112,8 @@ def adapt(
     adapted weights even when they do not read the held-out lines better (to measure the recipe itself)."""
     import tempfile
 
-    from vihtr.models.release import load_release, save_release
+    from vihtr.inference.predictor import release_metadata
+    from vihtr.models.release import save_release
     from vihtr.training.config import compose_config
     from vihtr.training.evaluate import load_model
     from vihtr.training.run import train
@@ -144,7 +149,7 @@ def adapt(
         train(cfg)
         checkpoints = sorted((work / "run" / "checkpoints").glob("*.ckpt"))
         model, preprocess = load_model(str(checkpoints[-1])) if checkpoints else load_model(str(base))
-        _, _, metadata = load_release(str(base))
+        metadata = release_metadata(base)
         metadata = {k: v for k, v in metadata.items() if k not in ("schedule", "source_checkpoint")}
         metadata["notes"] = (
             f"{base.name} adapted on {len(train_lines)} checked lines ({steps} steps, vihtr adapt)"
@@ -153,8 +158,8 @@ def adapt(
         candidate = work / "candidate"
         save_release(model, candidate, preprocess, metadata)
         seconds = time.perf_counter() - start
-        before = plain_cer(base, check_lines, threads)
-        after = plain_cer(candidate, check_lines, threads)
+        before = line_cer(base, check_lines, threads=threads)
+        after = line_cer(candidate, check_lines, threads=threads)
         improved = after < before
         if out.exists():
             shutil.rmtree(out)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from vihtr.data.sources.real import read_labels
 from vihtr.text.charset import Charset
 
 LABELS = "labels.tsv"
@@ -82,13 +83,7 @@ def image_suffix(data: bytes, max_bytes: int, max_pixels: int) -> str:
 
 def read_rows(path: Path) -> dict[str, str]:
     """`labels.tsv` as key -> text (later rows win), {} when there is none yet."""
-    rows: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key, sep, text = line.partition("\t")
-            if sep:
-                rows[key] = text
-    return rows
+    return dict(read_labels(path)) if path.is_file() else {}
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -44,10 +44,10 @@ def load_model(path: str) -> tuple[OCRModel, Preprocess]:
 
         model, preprocess, _ = load_release(path)
         return model, preprocess
-    return _model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+    return model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
 
 
-def _model_from_checkpoint(ckpt: dict) -> tuple[OCRModel, Preprocess]:
+def model_from_checkpoint(ckpt: dict) -> tuple[OCRModel, Preprocess]:
     hp = ckpt["hyper_parameters"]
     model = OCRModel(**dict(hp["net"]))
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -72,7 +72,7 @@ def load_predictor(
     if threads:
         torch.set_num_threads(threads)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)  # read once: it may hold optimizer state
-    model, preprocess = _model_from_checkpoint(ckpt)
+    model, preprocess = model_from_checkpoint(ckpt)
     return Predictor.from_models(
         [model],
         [preprocess],

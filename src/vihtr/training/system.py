@@ -96,25 +96,21 @@ class OCRSystem(pl.LightningModule):
             module.requires_grad_(False)
         if channels_last:
             self.model.encoder.backbone.to(memory_format=torch.channels_last)
-
-    def kept_in_eval(self) -> list[torch.nn.Module]:
-        """The modules that stay in eval mode while training: the frozen stages (their batch norms keep the
-        statistics they were trained with) and, with `freeze_norm`, every batch norm."""
-        kept = list(getattr(self, "frozen", ()))
-        if self.hparams.get("freeze_norm"):
-            kept += [m for m in self.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        return kept
+        # the modules that stay in eval mode while training: the frozen stages (their batch norms keep the
+        # statistics they were trained with) and, with `freeze_norm`, every batch norm
+        norms = [m for m in self.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        self.kept_in_eval = [*self.frozen, *(norms if freeze_norm else [])]
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for module in self.kept_in_eval():
+        for module in getattr(self, "kept_in_eval", ()):  # none before __init__ has set it
             module.eval()
         return self
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         # Lightning never calls train() when fitting starts, and after each validation it restores every
         # module's mode as it found it: set the kept modules' mode where it counts, before each step
-        for module in self.kept_in_eval():
+        for module in self.kept_in_eval:
             module.eval()
 
     def load_weights(self, path: str) -> None:
