@@ -202,6 +202,62 @@ def test_predict_one_and_two_images_match_the_predictor(server, line_images):
             assert prediction["review"] == (prediction["confidence"] < review_below)
 
 
+def stacked_page(names: list[str]) -> bytes:
+    """A page of the shipped sample lines, one under the other with a gap, as a JPEG."""
+    lines = [Image.open(SHIPPED_SAMPLES / name).convert("RGB") for name in names]
+    page = Image.new(
+        "RGB", (max(i.width for i in lines) + 80, sum(i.height + 30 for i in lines) + 60), "white"
+    )
+    y = 40
+    for line in lines:
+        page.paste(line, (40, y))
+        y += line.height + 30
+    buffer = io.BytesIO()
+    page.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def test_a_page_reads_line_by_line_top_to_bottom(server):
+    texts = sample_texts()
+    names = sorted(texts)[:3]
+    body, content_type = multipart([("images", "page.jpg", stacked_page(names))])
+    status, answer = call_json(f"{server}/api/pages", "POST", body, content_type)
+    assert status == 200, answer
+    (page,) = answer["pages"]
+    assert page["name"] == "page.jpg" and len(page["lines"]) == 3
+    assert page["text"] == "\n".join(line["text"] for line in page["lines"])
+    for line, name in zip(page["lines"], names):  # in order: each line near its own sample's text
+        assert cer(line["text"], texts[name]) < 0.2, (line["text"], texts[name])
+        assert 0 <= line["confidence"] <= 1 and isinstance(line["review"], bool)
+    tops = [line["box"][1] for line in page["lines"]]
+    assert tops == sorted(tops) and all(
+        0 <= v <= max(page["width"], page["height"]) for line in page["lines"] for v in line["box"]
+    )
+    # the same page sent as one line is read, but flagged and not trusted
+    status, read = post_images(server, [("page.jpg", stacked_page(names))])
+    (prediction,) = read["predictions"]
+    assert (
+        prediction["review"] is True and prediction["confidence"] == 0 and "3 lines" in prediction["warning"]
+    )
+
+
+def test_pages_answer_bad_input_clearly(server):
+    blank = io.BytesIO()
+    Image.new("RGB", (600, 400), "white").save(blank, format="PNG")
+    body, content_type = multipart(
+        [("images", "blank.png", blank.getvalue()), ("images", "bad.jpg", b"nope")]
+    )
+    status, answer = call_json(f"{server}/api/pages", "POST", body, content_type)
+    assert status == 200, answer  # one page read (no lines on it), one refused with its reason
+    assert answer["pages"][0]["lines"] == [] and answer["pages"][0]["text"] == ""
+    assert "not an image" in answer["pages"][1]["error"]
+    body, content_type = multipart([("images", f"p{i}.png", blank.getvalue()) for i in range(5)])
+    status, answer = call_json(f"{server}/api/pages", "POST", body, content_type)
+    assert status == 413 and "at most 4" in answer["error"]
+    status, answer = call_json(f"{server}/api/pages", "POST", b"x", "text/plain")
+    assert status == 415
+
+
 def test_predict_accepts_the_single_image_field(server, line_images):
     status, body = post_images(server, [("line.jpg", line_images[0].read_bytes())], field="image")
     assert status == 200 and len(body["predictions"]) == 1

@@ -243,3 +243,34 @@ def test_review_correct_a_flagged_line_save_it_and_export(server, browser, corre
     assert [r["status"] for r in rows] == ["corrected", "unreviewed", "accepted"]
     assert rows[0]["text"] == corrected and rows[0]["read"] != corrected and rows[0]["review"] == "true"
     assert "Exported 3 line(s) as CSV, 2 of them checked" in browser.find_element(By.ID, "status").text
+
+
+def test_a_page_is_uploaded_and_its_lines_are_boxed_and_listed(server, browser, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lines = [Image.open(SHIPPED_SAMPLES / f"sample-0{i}.png").convert("RGB") for i in (1, 2, 3)]
+    page = Image.new(
+        "RGB", (max(i.width for i in lines) + 80, sum(i.height + 30 for i in lines) + 60), "white"
+    )
+    for k, line in enumerate(lines):
+        page.paste(line, (40, 40 + k * (line.height + 30)))
+    path = tmp_path / "page.jpg"
+    page.save(path, quality=92)
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(server + "/")
+    browser.find_element(By.ID, "page-input").send_keys(str(path))
+    wait.until(lambda d: "Read 3 line(s)" in d.find_element(By.ID, "page-status").text)
+    boxes = browser.find_elements(By.CSS_SELECTOR, "#page-boxes rect.line-box")
+    listed = [item.find_element(By.CSS_SELECTOR, ".page-line-text").text for item in
+              browser.find_elements(By.CSS_SELECTOR, "#page-lines li")]  # fmt: skip
+    assert len(boxes) == 3 and len(listed) == 3
+    assert near(listed[0], "Tổ 5 Ấp Suối Đục Sông Nhạn Cẩm Mỹ Đồng Nai")
+    # the boxes sit over the image where the lines are: the first box is the topmost
+    tops = [float(box.get_attribute("y")) for box in boxes]
+    assert tops == sorted(tops)
+    assert browser.find_element(By.ID, "copy-page").is_enabled()
+    if os.environ.get("VIHTR_SCREENSHOTS"):
+        browser.save_screenshot(str(Path(os.environ["VIHTR_SCREENSHOTS"]) / "page-reader.png"))

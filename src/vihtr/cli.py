@@ -1,7 +1,8 @@
-"""The `vihtr` command: `vihtr predict`, `vihtr corrections import`, `vihtr adapt`, `vihtr export-onnx` (and
-`vihtr serve` when the web app is installed).
+"""The `vihtr` command: `vihtr predict`, `vihtr pages`, `vihtr corrections import`, `vihtr adapt`,
+`vihtr export-onnx` (and `vihtr serve` when the web app is installed).
 
     vihtr predict line.jpg
+    vihtr pages scans/ -o pages.json --txt pages_txt/    # whole pages: lines found, read top to bottom
     vihtr predict scans/ -o out.tsv --models models/vihtr-lite1 models/extra/vihtr-lite1-fast
     vihtr corrections import out.tsv -o corrections/      # after fixing the texts of out.tsv by hand
     vihtr adapt corrections/ --out models/my-forms        # fine-tune the default on them
@@ -86,21 +87,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from vihtr.inference.predictor import Predictor
-
-    try:
-        predictor = Predictor.from_release(
-            args.models,
-            device=args.device,
-            threads=args.threads,
-            method=args.method,
-            beam_size=args.beam_size,
-            batch_size=args.batch_size,
-            backend=args.backend,
-            domain=args.domain,
-        )
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    predictor = load_predictor(args)
+    if isinstance(predictor, str):
+        print(f"error: {predictor}", file=sys.stderr)
         return 2
     rows = []
     # chunks a few batches long: the progress bar moves, and lines within a chunk are still sorted by width
@@ -118,6 +107,75 @@ def run_predict(args: argparse.Namespace) -> int:
     failed = sum(bool(r["error"]) for r in rows)
     if args.output:
         print(f"{len(rows) - failed} line(s) read, {failed} unreadable -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def load_predictor(args: argparse.Namespace):
+    """The predictor the model arguments ask for, or a message for the user (missing release, bad option)."""
+    from vihtr.inference.predictor import Predictor
+
+    try:
+        return Predictor.from_release(
+            args.models,
+            device=args.device,
+            threads=args.threads,
+            method=args.method,
+            beam_size=args.beam_size,
+            batch_size=args.batch_size,
+            backend=args.backend,
+            domain=args.domain,
+        )
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        return str(e)
+
+
+def run_pages(args: argparse.Namespace) -> int:
+    if args.output and Path(args.output).suffix.lower() != ".json":
+        print(f"error: the pages' output is JSON (a .json file): {args.output}", file=sys.stderr)
+        return 2
+    try:
+        inputs = [p for target in args.inputs for p in collect_inputs(target)]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not inputs:
+        print("error: no images found in the given inputs", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    from vihtr.inference.pages import PageReader, page_json
+
+    predictor = load_predictor(args)
+    if isinstance(predictor, str):
+        print(f"error: {predictor}", file=sys.stderr)
+        return 2
+    reader = PageReader(predictor)
+    # TXT files mirror the inputs below their common folder: pages of the same name in two folders both keep theirs
+    common = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in inputs]))
+    pages = []
+    for path in tqdm(inputs, unit="page", disable=args.quiet or None, file=sys.stderr):
+        result = reader.read(path)
+        if result.error:
+            tqdm.write(f"warning: {result.error}", file=sys.stderr)
+        pages.append(page_json(result, predictor.review_below))
+        pages[-1]["path"] = path
+        if args.txt and not result.error:
+            target = Path(args.txt) / Path(path).resolve().relative_to(common).with_suffix(".txt")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(result.text + "\n", encoding="utf-8")
+    text = json.dumps(pages, ensure_ascii=False, indent=1) + "\n"
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text, encoding="utf-8")
+        failed = sum(bool(p["error"]) for p in pages)
+        lines = sum(len(p["lines"]) for p in pages)
+        print(
+            f"{len(pages) - failed} page(s) read ({lines} lines), {failed} unreadable -> {args.output}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -224,6 +282,27 @@ def add_predict_parser(subparsers) -> None:
     p.set_defaults(func=run_predict)
 
 
+def add_pages_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pages", help="read whole handwritten pages: find the lines, read them in order"
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR|LIST.txt")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="out.json: one object per page (path, text, lines with box/text/confidence); default: stdout",
+    )
+    p.add_argument(
+        "--txt",
+        metavar="DIR",
+        help="also write each page's text to DIR/<image name>.txt (sub-folders as given)",
+    )
+    add_model_arguments(p)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_pages)
+
+
 def add_corrections_parser(subparsers) -> None:
     p = subparsers.add_parser("corrections", help="reviewed lines as a training set")
     actions = p.add_subparsers(dest="action", required=True)
@@ -268,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vihtr", description="Vietnamese handwritten text-line recognition")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_predict_parser(subparsers)
+    add_pages_parser(subparsers)
     add_corrections_parser(subparsers)
     add_adapt_parser(subparsers)
     add_export_parser(subparsers)

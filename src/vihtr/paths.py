@@ -26,3 +26,13 @@ def data_root() -> Path:
 
 def cache_dir(*parts: str) -> Path:
     return Path(os.environ.get("VIHTR_CACHE_DIR", Path.home() / ".cache" / "vihtr")).joinpath(*parts)
+
+
+def kalapa_root() -> Path:
+    """The Kalapa 2023 line scans: `images/<form>/<n>.jpg` listed in `labels.tsv`."""
+    return data_root() / "kalapa2023"
+
+
+def vnondb_archive() -> Path:
+    """The HANDS-VNOnDB line-level InkML archive."""
+    return data_root() / "vnondb" / "InkData_line.tar.xz"

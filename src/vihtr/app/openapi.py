@@ -105,6 +105,40 @@ def openapi_spec(
                     },
                 }
             },
+            "/api/pages": {
+                "post": {
+                    "summary": "Read whole handwritten pages: find the lines, read them top to bottom",
+                    "description": "multipart/form-data with up to 4 page images under the field `images` "
+                    f"(or `image`). Size and pixel limits as for /api/predict: {max_upload_mb:g} MB per "
+                    f"request, {max_pixels:,} pixels per image.",
+                    "requestBody": _form(
+                        {
+                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "image": {"type": "string", "format": "binary"},
+                            "domain": {
+                                "type": "string",
+                                "enum": list(DOMAINS),
+                                "description": "as for /api/predict",
+                            },
+                        }
+                    ),
+                    "responses": {
+                        "200": {
+                            "description": "one entry per page, in upload order (unreadable ones with `error`)",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/PagesResponse"}}
+                            },
+                        },
+                        "400": _error("no files, no file is a readable image, or an unknown domain"),
+                        "413": _error(
+                            "more than 4 pages, request body too large, or no page under the pixel limits"
+                        ),
+                        "415": _error("the request is not multipart/form-data"),
+                        "500": _error("a server failure, logged under the `reference` it answers"),
+                        "503": _error("the models could not be loaded"),
+                    },
+                }
+            },
             "/api/corrections": {
                 "post": {
                     "summary": "Save one reviewed line (image + checked text) to the server's training set",
@@ -216,7 +250,53 @@ def openapi_spec(
                             "description": "the domain that read this line: general, prose or address "
                             "(`auto` picks one per line); empty when it could not be read",
                         },
+                        "warning": {
+                            "type": "string",
+                            "description": "why the reading is not to be trusted (with `review` true and "
+                            "confidence 0): e.g. the image holds a page of several lines, not one",
+                        },
                         "error": {"type": "string", "description": "why this file could not be read"},
+                    },
+                },
+                "Page": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "description": "the uploaded file's name"},
+                        "text": {
+                            "type": "string",
+                            "description": "the lines top to bottom, joined by a newline",
+                        },
+                        "width": {"type": "integer"},
+                        "height": {"type": "integer"},
+                        "lines": {
+                            "type": "array",
+                            "items": {
+                                "allOf": [
+                                    {"$ref": "#/components/schemas/Prediction"},
+                                    {
+                                        "type": "object",
+                                        "properties": {
+                                            "box": {
+                                                "type": "array",
+                                                "items": {"type": "integer"},
+                                                "description": "x0, y0, x1, y1 on the page, in pixels",
+                                            }
+                                        },
+                                    },
+                                ]
+                            },
+                        },
+                        "ms": {"type": "number"},
+                        "error": {"type": "string", "description": "why this file could not be read"},
+                    },
+                },
+                "PagesResponse": {
+                    "type": "object",
+                    "properties": {
+                        "pages": {"type": "array", "items": {"$ref": "#/components/schemas/Page"}},
+                        "model": {"type": "array", "items": {"type": "string"}},
+                        "domain": {"type": "string"},
+                        "total_ms": {"type": "number"},
                     },
                 },
                 "PredictResponse": {

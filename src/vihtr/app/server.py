@@ -44,6 +44,7 @@ from vihtr.app.openapi import openapi_spec
 from vihtr.app.samples import SampleFolder
 from vihtr.data.preprocess import DEFAULT_MAX_PIXELS
 from vihtr.inference.domains import DOMAINS, check_domain
+from vihtr.inference.pages import PageReader, page_json
 from vihtr.inference.types import Prediction, prediction_json
 from vihtr.review.corrections import CorrectionError, CorrectionStore
 
@@ -55,6 +56,7 @@ REQUEST_PIXEL_FACTOR = 4  # by default a request may decode as many pixels as 4 
 MAX_FORM_PARTS = 100  # multipart parts per request: files and fields together
 DEFAULT_SAMPLES = 3
 MAX_NAME_CHARS = 200
+MAX_PAGES = 4  # pages per request: each is tens of lines
 
 log = logging.getLogger(__name__)
 
@@ -291,16 +293,18 @@ def create_app(
             openapi_spec(vihtr.__version__, max_files, max_upload_mb, max_pixels, max_request_pixels)
         )
 
-    @app.post("/api/predict")
-    def predict():
-        start = time.perf_counter()
-        files = uploaded_files(max_files)
+    def requested_domain() -> str | None:
         domain = request.form.get("domain") or None
         if domain is not None:
             try:
                 check_domain(domain)
             except ValueError as e:
                 raise BadRequest(str(e)) from None
+        return domain
+
+    def checked_uploads(files) -> tuple[list[dict], list[bytes], list[int], list[int]]:
+        """Each file's answer so far ({"name"}, or with "error"), the readable images' bytes, their positions,
+        and the HTTP status of each refused file."""
         names = [upload_name(f.filename, i) for i, f in enumerate(files)]
         items: list[dict] = [{"name": name} for name in names]
         images, readable, statuses = [], [], []
@@ -321,6 +325,15 @@ def create_app(
             except UploadError as e:
                 items[i]["error"] = f"{names[i]}: {e}"
                 statuses.append(e.status)
+        return items, images, readable, statuses
+
+    @app.post("/api/predict")
+    def predict():
+        start = time.perf_counter()
+        files = uploaded_files(max_files)
+        domain = requested_domain()
+        items, images, readable, statuses = checked_uploads(files)
+        names = [item["name"] for item in items]
         review_below = models.review_below
         for i, p in zip(readable, models.predict(images, domain)):
             answer = prediction_json(p, review_below)
@@ -341,6 +354,33 @@ def create_app(
             return jsonify(body), status
         used = domain or models.domain
         return jsonify(predictions=items, model=models.names, domain=used, total_ms=total_ms)
+
+    @app.post("/api/pages")
+    def pages():
+        """Whole pages (field `images`): each page's lines found, read top to bottom, with their boxes."""
+        start = time.perf_counter()
+        files = uploaded_files(MAX_PAGES)
+        domain = requested_domain()
+        items, images, readable, statuses = checked_uploads(files)
+        models.load()
+        review_below = models.review_below
+        for i, result in zip(readable, PageReader(models, max_pixels=max_pixels).read_many(images, domain)):
+            answer = page_json(result, review_below)
+            answer.pop("path")
+            if answer.pop("error"):
+                items[i]["error"] = f"{items[i]['name']}: {result.error.removeprefix('<bytes>: ')}"
+                statuses.append(400)
+            else:
+                items[i].update(answer)
+        total_ms = round((time.perf_counter() - start) * 1000, 2)
+        for item in items:
+            if "error" in item:
+                item.update({"text": "", "lines": []})
+        if len(statuses) == len(items):
+            status = 413 if 413 in statuses else 400
+            error = "; ".join(item["error"] for item in items)
+            return jsonify(error=error, pages=items, model=models.names, total_ms=total_ms), status
+        return jsonify(pages=items, model=models.names, domain=domain or models.domain, total_ms=total_ms)
 
     @app.post("/api/corrections")
     def save_correction():

@@ -148,7 +148,33 @@ def to_prediction(
     return Prediction(text=text, confidence=min(1.0, max(0.0, line)), char_confidences=confidences)
 
 
-def _source_name(image) -> str:
+LINE_ASPECT = 4  # an image narrower than 4 times its height may hold several lines: it is looked at as a page
+CUT_AS_LINE = "vihtr.cut_as_line"  # PIL `info` key the page reader sets on the lines it cuts out of a page
+
+
+def _cut_as_line(image) -> bool:
+    return bool(getattr(image, "info", {}).get(CUT_AS_LINE))
+
+
+def not_a_line(image) -> str:
+    """A warning when an image holds several lines of writing (a page), "" when it holds one or none. Its
+    reading is then not to be trusted: the line reader reads one line."""
+    from vihtr.inference.layout import WORK_SIDE, find_lines
+
+    try:
+        if hasattr(image, "seek"):  # a file object the line's own decoding has read to its end
+            image.seek(0)
+        count = len(find_lines(load_image(image, target_height=WORK_SIDE // 2)))
+    except Exception:  # the line itself was readable: a failed second look must not cost its reading
+        return ""
+    if count < 2:
+        return ""
+    return (
+        f"the image holds {count} lines of writing, not one: read it as a page (vihtr pages, POST /api/pages)"
+    )
+
+
+def source_name(image) -> str:
     return str(image) if isinstance(image, (str, os.PathLike)) else ""
 
 
@@ -336,17 +362,20 @@ class Predictor:
         results: list[Prediction | None] = [None] * len(images)
         tensors: dict[int, list[torch.Tensor]] = {}
         load_ms: dict[int, float] = {}
+        warnings: dict[int, str] = {}
         unique = list(dict.fromkeys(self.preprocesses))  # models sharing a preprocessing share its tensors
         for i, image in enumerate(images):
             start = time.perf_counter()
             try:
                 img = load_image(image, target_height=self.load_height, mode=self.load_mode)
+                if img.width < LINE_ASPECT * img.height and not _cut_as_line(image):
+                    warnings[i] = not_a_line(image)
                 per_pre = {pre: self._bucketed(pre(img), pre) for pre in unique}
                 tensors[i] = [per_pre[pre] for pre in self.preprocesses]
                 del img
             except Exception as e:  # whatever a bad input raises, it costs only its own line
                 message = str(e) if isinstance(e, ImageLoadError) else f"not a readable image ({e!r})"
-                results[i] = Prediction(text="", confidence=0.0, source=_source_name(image), error=message)
+                results[i] = Prediction(text="", confidence=0.0, source=source_name(image), error=message)
             load_ms[i] = (time.perf_counter() - start) * 1000
             if results[i] is not None:
                 results[i].ms = load_ms[i]
@@ -376,7 +405,9 @@ class Predictor:
                     if address:
                         prediction = address.postprocess(prediction)
                     prediction.domain = read_as[k]
-                    prediction.source = _source_name(images[i])
+                    prediction.source = source_name(images[i])
                     prediction.ms = load_ms[i] + share
+                    if warnings.get(i):
+                        prediction.warning, prediction.confidence = warnings[i], 0.0
                     results[i] = prediction
         return results  # type: ignore[return-value]

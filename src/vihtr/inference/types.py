@@ -17,6 +17,7 @@ class Prediction:
     source: str = ""  # the input's name (path, upload name), "" when unnamed
     error: str = ""  # set instead of text when the input could not be read
     domain: str = ""  # the decoding domain that read it: general, prose or address (auto picks one per line)
+    warning: str = ""  # read, but not to be trusted: e.g. the image holds a page, not one line
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -24,7 +25,7 @@ class Prediction:
 
 def prediction_json(prediction, review_below: float | None = None) -> dict:
     """One prediction as the CLI's rows and the API's answers give it: numbers rounded, and `review` (under
-    the release's review threshold, so worth checking by hand; False without a threshold or without text).
+    the release's review threshold, or with a warning, so worth checking by hand; False for an unread input).
     The one place that says what a prediction looks like outside Python."""
     confidence = float(prediction.confidence)
     error = getattr(prediction, "error", "") or ""
@@ -32,8 +33,14 @@ def prediction_json(prediction, review_below: float | None = None) -> dict:
         "text": prediction.text,
         "confidence": round(confidence, 4),
         "char_confidences": [round(float(c), 4) for c in prediction.char_confidences],
-        "review": bool(review_below is not None and not error and confidence < review_below),
+        "review": bool(
+            not error
+            and (
+                getattr(prediction, "warning", "") or (review_below is not None and confidence < review_below)
+            )
+        ),
         "domain": getattr(prediction, "domain", "") or "",
+        "warning": getattr(prediction, "warning", "") or "",
         "ms": round(float(getattr(prediction, "ms", 0.0)), 2),
         "error": error,
     }

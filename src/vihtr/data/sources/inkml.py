@@ -49,6 +49,7 @@ class InkLine:  # frozen: parsed lines are cached and shared between sources
     writer: str
     points: np.ndarray  # float32 (N, 2): all strokes' points, one after another
     stroke_ends: np.ndarray  # int (S,): exclusive end of each stroke in `points`
+    screen: int = -1  # the tablet screen it was written on (traceGroup id `tg_<screen>_<line>`); -1 unknown
 
 
 def _parse_trace(text: str | None) -> np.ndarray:
@@ -77,9 +78,16 @@ def parse_inkml(path: str | os.PathLike) -> list[InkLine]:
                 writer=writer,
                 points=np.concatenate(strokes),
                 stroke_ends=np.cumsum([len(s) for s in strokes]),
+                screen=_screen_of(group.get("id")),
             )
         )
     return lines
+
+
+def _screen_of(group_id: str | None) -> int:
+    """`tg_<screen>_<line>` -> screen; lines of one screen keep their tablet positions (a page)."""
+    parts = (group_id or "").split("_")
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "tg" and parts[1].isdigit() else -1
 
 
 @functools.cache
@@ -254,8 +262,13 @@ def render_strokes(
     width = max(1, math.ceil(extent[0] * scale + 2 * side))
 
     mask = np.zeros((height, width), np.uint8)
+    draw_strokes(mask, pts, stroke_ends, max(1, round(pen)))
+    return ink_on_paper(mask, rng, np_rng, style)
+
+
+def draw_strokes(mask: np.ndarray, pts: np.ndarray, stroke_ends: np.ndarray, thickness: int) -> None:
+    """Draw strokes (points in pixels, sub-pixel precise) into a uint8 mask, anti-aliased, at 255."""
     fixed = np.round(pts * (1 << _SUBPIXEL_BITS)).astype(np.int32)
-    thickness = max(1, round(pen))
     for stroke in np.split(fixed, stroke_ends[:-1]):
         if len(stroke) == 1:  # a tap: a dot of a diacritic or an i
             cv2.circle(
@@ -270,6 +283,12 @@ def render_strokes(
         else:
             cv2.polylines(mask, [stroke], False, 255, thickness, cv2.LINE_AA, _SUBPIXEL_BITS)
 
+
+def ink_on_paper(
+    mask: np.ndarray, rng: random.Random, np_rng: np.random.Generator, style: RenderStyle
+) -> Image.Image:
+    """An ink mask (uint8, 255 = full ink) drawn in one pen colour on paper with uneven light and noise."""
+    height, width = mask.shape
     # float32 throughout: this composite is most of the rendering time
     tint = np.array(
         [rng.uniform(-6, 6), rng.uniform(-6, 6), rng.uniform(-12, 4)], np.float32
