@@ -12,6 +12,7 @@ reading is compared with (same pixels, no neighbour's ink).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import defaultdict
@@ -221,6 +222,9 @@ def kalapa_form(
     if photo:
         effect = PhotoEffect.draw(rng)
         image, boxes = effect.apply(image, boxes)
+        # each line alone as the photo shows it (grey, blurred, noisy), upright: what a perfect cut would give
+        flat = dataclasses.replace(effect, angle=0.0)
+        alone = [flat.apply(line, [])[0] for line in alone]
     return Page(f"form{rng.getrandbits(24):06x}", image, texts, boxes, alone)
 
 

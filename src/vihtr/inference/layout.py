@@ -28,6 +28,7 @@ WORK_SIDE = 2400  # pages are searched at most this large: lines stay tens of pi
 PAPER_KERNEL = 31  # wider than any pen stroke at working size: the max filter sees only paper
 INK_RATIO = 0.78  # ink is darker than this fraction of its own paper
 LINE_SHAPE = 8  # an image at least 8 times as wide as it is high is one line, whatever its tone marks suggest
+MARK_SPLIT = 0.35  # Vietnamese marks sit above their letters: most of the gap above a line is its marks'
 SHARED_SHARE = 0.2  # a piece of ink with this much of itself in each of two lines is cut between them
 
 
@@ -59,7 +60,12 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
         paper = cv2.warpAffine(
             paper, rotation.matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-    ink &= ~_rules(ink)
+    # rules are looked for in fainter ink too: a light printed rule, blurred in a photo, breaks up at the ink level
+    faint = ((gray < 0.9 * paper_gray) & (paper_gray - gray > 10)).astype(np.uint8) * 255
+    faint = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    if angle:
+        faint = cv2.warpAffine(faint, rotation.matrix, size, flags=cv2.INTER_NEAREST)
+    ink &= ~_rules(faint, _piece_height(ink))
     # pieces are found on ink with its small breaks closed (a faint pen breaks up), pixels kept as they are
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(
         cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), connectivity=8
@@ -80,6 +86,10 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
     for index in range(int(owner.max()) + 1):
         mine = owner == index
         ys, xs = np.nonzero(mine)
+        keep = _without_far_strays(xs, float(np.percentile(ys, 95) - np.percentile(ys, 5)))
+        if not keep.all():  # bits of a rule or specks far beside the writing are not part of the line
+            mine[ys[~keep], xs[~keep]] = False
+            ys, xs = ys[keep], xs[keep]
         if len(ys) < max(10.0, 0.05 * height**2):  # a few stray pixels, not a line
             continue
         pad = max(2, round(0.15 * height))
@@ -97,26 +107,54 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
     return [line for _, line in sorted(lines, key=lambda item: item[0])]
 
 
+def _without_far_strays(xs: np.ndarray, height: float, gap: float = 2.0, share: float = 0.1) -> np.ndarray:
+    """Which of a line's ink pixels (by column) to keep: the columns from the first to the last stretch of
+    writing that holds at least `share` of the line's ink, stretches being split where no ink runs for
+    `gap` times the line's `height` (its ink's)."""
+    if len(xs) == 0:
+        return np.ones(0, bool)
+    columns = np.bincount(xs - xs.min())
+    filled = np.flatnonzero(columns)
+    breaks = np.flatnonzero(np.diff(filled) > gap * height)
+    starts = np.concatenate([[filled[0]], filled[breaks + 1]])
+    ends = np.concatenate([filled[breaks], [filled[-1]]])
+    ink = np.array([columns[a : b + 1].sum() for a, b in zip(starts, ends)])
+    big = np.flatnonzero(ink >= share * ink.sum())
+    lo, hi = starts[big[0]] + xs.min(), ends[big[-1]] + xs.min()
+    return (xs >= lo) & (xs <= hi)
+
+
 def _disc(size: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
-def _rules(ink: np.ndarray) -> np.ndarray:
-    """Ruled lines and the boxes of a form: straight runs far longer than any stroke of writing. A thin rule
-    printed or photographed slightly off the horizontal is thickened first, so it still holds one long run."""
-    h, w = ink.shape
+def _piece_height(ink: np.ndarray) -> float:
+    """The median height of the pieces of ink (specks aside): about a letter's."""
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     tall = stats[1:, cv2.CC_STAT_HEIGHT]
-    typical = float(np.median(tall[tall >= 4])) if (tall >= 4).any() else 20.0
-    across = cv2.morphologyEx(
-        cv2.dilate(ink, np.ones((9, 1), np.uint8)), cv2.MORPH_OPEN, np.ones((1, max(60, w // 6)), np.uint8)
+    return float(np.median(tall[tall >= 4])) if (tall >= 4).any() else 20.0
+
+
+def _rules(ink: np.ndarray, piece_height: float) -> np.ndarray:
+    """Ruled lines and the boxes of a form, found in the faint ink where a light rule is still whole: level
+    straight segments far longer than any stroke of writing (the page is deskewed), and upright runs longer
+    than a letter. Upright runs are taken out of the grouping of ink even in plain writing: a long stroke
+    running down into the next line would otherwise join the two lines (the crops keep every pixel)."""
+    h, w = ink.shape
+    length = max(60, w // 6)
+    rules = np.zeros_like(ink)
+    segments = cv2.HoughLinesP(
+        ink, rho=1, theta=np.pi / 360, threshold=max(20, length * 9 // 10), minLineLength=length, maxLineGap=1
     )
-    down = cv2.morphologyEx(
+    for x0, y0, x1, y1 in [] if segments is None else segments[:, 0]:
+        if abs(y1 - y0) <= 0.05 * abs(x1 - x0):
+            cv2.line(rules, (int(x0), int(y0)), (int(x1), int(y1)), 255, 5)
+    upright = cv2.morphologyEx(
         cv2.dilate(ink, np.ones((1, 5), np.uint8)),
         cv2.MORPH_OPEN,
-        np.ones((max(30, round(1.5 * typical)), 1), np.uint8),
+        np.ones((max(30, round(1.5 * piece_height)), 1), np.uint8),
     )
-    return cv2.dilate((across | down) & ink, np.ones((3, 3), np.uint8))
+    return rules | cv2.dilate(upright & ink, np.ones((3, 3), np.uint8))
 
 
 def _skew(ink: np.ndarray, max_skew: float, step: float = 0.25) -> float:
@@ -222,17 +260,19 @@ def _assign(
     real[1:] &= np.isin(np.arange(1, n), np.unique(labels[ink]))
     tall = stats[:, cv2.CC_STAT_HEIGHT] > 1.3 * spacing  # cursive running into the next line: cut per pixel
     letter = stats[:, cv2.CC_STAT_HEIGHT] >= 0.4 * height  # not a tone mark, dot or comma
+    # a mark between two lines is a tone mark of the line below unless it hangs close under the line above
+    piece_split = np.where(letter, split, MARK_SPLIT)
     width = labels.shape[1]
     lines = [_Line(float(p), 0.0, 0.0, float(width)) for p in peaks]
     for attempt in range(6):
-        line_of = _nearest(lines, cx, cy, split)
+        line_of = _nearest(lines, cx, cy, piece_split)
         fitted = []
         for index in range(len(lines)):
             members = real & ~tall & (line_of == index)
             if members.any():
                 fitted.append(_fit(cx[members], cy[members], area[members], stats[members], width))
         lines = _merged(sorted(fitted, key=lambda line: line.y(width / 2)), 0.4 * spacing)
-        line_of = _nearest(lines, cx, cy, split)
+        line_of = _nearest(lines, cx, cy, piece_split)
         residual = cy - np.array([lines[i].y(x) for i, x in zip(line_of, cx)])
         seeds = _two_lines_in_one(lines, line_of, residual, real & ~tall & letter, area, spacing, height)
         stray = real & ~tall & letter & (np.abs(residual) > 0.6 * spacing)
@@ -243,7 +283,7 @@ def _assign(
         if not seeds or attempt == 5:
             break
         lines = sorted([*lines, *seeds], key=lambda line: line.y(width / 2))
-    line_of = _nearest(lines, cx, cy, split)
+    line_of = _nearest(lines, cx, cy, piece_split)
     owner = np.full(labels.shape, -1, np.int32)
     ys, xs = np.nonzero(ink)
     component = labels[ys, xs]
@@ -304,7 +344,7 @@ class _Line:
         return self.a + self.b * x
 
 
-def _nearest(lines: list[_Line], x: np.ndarray, y: np.ndarray, split: float) -> np.ndarray:
+def _nearest(lines: list[_Line], x: np.ndarray, y: np.ndarray, split) -> np.ndarray:
     """The line each point belongs to: the one nearest in height, where a line reaches `1 - split` of the way
     up to the line above and `split` down to the line below, and reaching past its ends costs as much."""
     cost = np.empty((len(x), len(lines)))
