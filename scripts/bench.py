@@ -6,8 +6,11 @@
 For every configuration: parameters, weights on disk (MB), latency per line at batch 1 (median, p90;
 end to end: image file -> text), throughput at batch 16 (lines/s) and peak memory (max RSS of a child
 process that runs only that configuration). A CTC model also gets rows in the `prose`, `address` and `auto`
-decoding domains: their difference to the plain `ctc` row is what the domain adds per line. Prints a
-Markdown table and writes JSON.
+decoding domains: their difference to the plain `ctc` row is what the domain adds per line. The default
+model also gets a `pages` row: whole handwritten pages of about 8 lines (held-out VNOnDB tablet screens,
+drawn as phone photos) read by the page reader on the fast path; its `median_ms` is per page. Prints a
+Markdown table and writes JSON. `--only TEXT` times only the rows whose name holds TEXT and updates those
+rows of an existing `--out` file.
 
 Without released models it benchmarks random-init models of the real architecture (EfficientNetV2
 B1/B2, d_model 256, 3-layer transformer decoder + CTC head, 64 px high lines) whose `max_len` is 40: a
@@ -114,9 +117,59 @@ def count_parameters(release: str) -> int:
     return sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
 
 
+def page_images(folder: Path, count: int = 6) -> list[str]:
+    """Held-out handwritten pages of 7-9 lines (VNOnDB fold 0 screens as phone photos), saved as JPEG."""
+    from vihtr.data.pages import page_set
+
+    pages = [p for p in page_set("vnondb-photo", 0, count=40, seed=0) if 7 <= len(p.texts) <= 9][:count]
+    paths = []
+    for i, page in enumerate(pages):
+        path = folder / f"page{i}.jpg"
+        page.image.save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def measure_pages(config: dict) -> dict:
+    """Whole pages through the page reader: seconds per page (batch of one page at a time)."""
+    import torch
+
+    from vihtr.inference.pages import PageReader
+    from vihtr.inference.predictor import Predictor
+
+    torch.set_num_threads(config["threads"])
+    predictor = Predictor.from_release(
+        config["models"],
+        threads=config["threads"],
+        backend=config["backend"],
+        onnx_cache=config["onnx_cache"],
+    )
+    reader = PageReader(predictor)
+    pages = config["pages"]
+    reader.read(pages[0])  # warm-up: LMs, unit tree, first allocations
+    seconds, lines = [], 0
+    for path in pages:
+        start = time.perf_counter()
+        lines += len(reader.read(path).lines)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "name": config["name"],
+        "params_m": round(sum(count_parameters(m) for m in config["models"]) / 1e6, 2),
+        "size_mb": round(size_mb(config), 1),
+        "median_ms": round(statistics.median(seconds) * 1000, 1),
+        "p90_ms": round(max(seconds) * 1000, 1),
+        "lines_per_s": round(lines / sum(seconds), 1),
+        "lines_per_page": round(lines / len(pages), 1),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def measure(config: dict) -> dict:
     """Run one configuration (in a child process: its max RSS is this configuration's peak)."""
     import torch
+
+    if config.get("pages"):
+        return measure_pages(config)
 
     import vihtr  # noqa: F401
     from vihtr.inference.predictor import Predictor
@@ -187,6 +240,11 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
                 "backend": "onnx",
             },
         ]
+    if args.pages:  # the default model's page reading, on the fast path, in its default domain
+        configs.append(
+            {**base, "name": f"{Path(models[0]).name} onnx, pages of ~8 lines (ms per page)", "models": models[:1],
+             "method": "ctc", "backend": "onnx", "pages": args.pages}
+        )  # fmt: skip
     if len(models) > 1:
         for backend in ("torch", "onnx"):
             for method in ensemble_methods(models):
@@ -237,6 +295,7 @@ def main() -> None:
     parser.add_argument(
         "--table", type=Path, help="print the Markdown table of an earlier run's JSON (what the docs quote)"
     )
+    parser.add_argument("--only", help="time only the rows whose name holds this; update them in --out")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # a JSON config: measure it and print the result
     args = parser.parse_args()
     if args.child:
@@ -260,13 +319,18 @@ def main() -> None:
             print("no released models: benchmarking random-init b1/b2 stand-ins", file=sys.stderr)
             models = random_releases(work)
     images = line_images(args.images, args.lines, work)
+    try:
+        args.pages = page_images(work)
+    except (FileNotFoundError, ValueError) as e:  # no VNOnDB data here: no page row
+        print(f"no page row: {e}", file=sys.stderr)
+        args.pages = []
     onnx_cache = str(work / "onnx")
     if "onnx" in args.backends:
         for m in models:  # export before timing, so no child pays for it
             OnnxModel.from_release(m, cache_dir=onnx_cache)
     rows = []
     for config in configurations(models, args, images, onnx_cache):
-        if config["backend"] not in args.backends:
+        if config["backend"] not in args.backends or (args.only and args.only not in config["name"]):
             continue
         out = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(config)],
@@ -279,6 +343,16 @@ def main() -> None:
             f"{rows[-1]['name']}: {rows[-1]['median_ms']} ms/line, {rows[-1]['lines_per_s']} lines/s",
             file=sys.stderr,
         )
+    if args.only and args.out.is_file():  # update those rows, keep the others (and say when each was timed)
+        earlier = json.loads(args.out.read_text(encoding="utf-8"))
+        for row in rows:
+            row["date"] = time.strftime("%Y-%m-%d %H:%M")
+        fresh = {row["name"]: row for row in rows}
+        kept = [fresh.pop(row["name"], row) for row in earlier["results"]]
+        earlier["results"] = kept + list(fresh.values())
+        args.out.write_text(json.dumps(earlier, indent=1), encoding="utf-8")
+        print(markdown(earlier["results"]))
+        return
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python scripts/bench.py " + " ".join(sys.argv[1:]),

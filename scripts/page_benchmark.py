@@ -71,6 +71,19 @@ def reading_scores(pages, predictor: Predictor, domain: str) -> dict:
     }
 
 
+def orientation_scores(pages, predictor: Predictor) -> dict:
+    """Each page turned 0, 90, 180 and 270 degrees: how often the page reader finds the turn back."""
+    from vihtr.inference.orientation import turned
+
+    reader = PageReader(predictor)
+    right = {turn: 0 for turn in (0, 90, 180, 270)}
+    for page in pages:
+        for turn in right:
+            found, _ = reader.upright_lines(turned(page.image, turn))
+            right[turn] += found == (360 - turn) % 360
+    return {f"upright_from_{turn}": round(n / max(len(pages), 1), 4) for turn, n in right.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,6 +100,9 @@ def main() -> None:
     parser.add_argument("--domain", default="auto")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layout-only", action="store_true", help="measure line finding only (no model)")
+    parser.add_argument(
+        "--orientation", action="store_true", help="measure only how often a turned page is turned back upright"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,6 +110,10 @@ def main() -> None:
     results = {}
     for kind in args.kinds:
         pages = page_set(kind, args.fold, args.count, args.seed)
+        if args.orientation:
+            results[kind] = {"pages": len(pages), **orientation_scores(pages, predictor)}
+            print(kind, json.dumps(results[kind]), flush=True)
+            continue
         results[kind] = layout_scores(pages)
         if predictor is not None:
             results[kind].update(reading_scores(pages, predictor, args.domain))

@@ -45,10 +45,10 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
     scale = min(1.0, WORK_SIDE / max(rgb.shape[:2]))
     if scale < 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    paper = cv2.blur(cv2.dilate(rgb, _disc(PAPER_KERNEL)), (PAPER_KERNEL, PAPER_KERNEL))
-    gray, paper_gray = (cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32) for a in (rgb, paper))
-    ink = ((gray < INK_RATIO * paper_gray) & (paper_gray - gray > 20)).astype(np.uint8) * 255
-    ink = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # pepper noise
+    paper = paper_of(rgb)
+    ink = ink_mask(rgb, paper)
+    # rules are looked for in fainter ink too: a light printed rule, blurred in a photo, breaks up at the ink level
+    faint = ink_mask(rgb, paper, ratio=0.9, contrast=10)
     angle = _skew(ink, max_skew)  # ruled lines, where there are any, make the skew all the clearer
     rotation = _rotation(ink.shape, angle)
     size = rotation.size
@@ -60,9 +60,6 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
         paper = cv2.warpAffine(
             paper, rotation.matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-    # rules are looked for in fainter ink too: a light printed rule, blurred in a photo, breaks up at the ink level
-    faint = ((gray < 0.9 * paper_gray) & (paper_gray - gray > 10)).astype(np.uint8) * 255
-    faint = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
     if angle:
         faint = cv2.warpAffine(faint, rotation.matrix, size, flags=cv2.INTER_NEAREST)
     ink &= ~_rules(faint, _piece_height(ink))
@@ -105,6 +102,22 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
     if len(lines) > 1 and image.width >= LINE_SHAPE * image.height:
         return [FoundLine((0, 0, image.width, image.height), image.convert("RGB"), float(height))]
     return [line for _, line in sorted(lines, key=lambda item: item[0])]
+
+
+def paper_of(rgb: np.ndarray) -> np.ndarray:
+    """The paper under the writing: a max filter wider than any stroke, smoothed (light and shade kept)."""
+    return cv2.blur(cv2.dilate(rgb, _disc(PAPER_KERNEL)), (PAPER_KERNEL, PAPER_KERNEL))
+
+
+def ink_mask(
+    rgb: np.ndarray, paper: np.ndarray | None = None, ratio: float = INK_RATIO, contrast: float = 20
+) -> np.ndarray:
+    """255 where the image is clearly darker than its own paper (under `ratio` of it and `contrast` levels
+    below), pepper noise removed; 0 elsewhere."""
+    paper = paper_of(rgb) if paper is None else paper
+    gray, paper_gray = (cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32) for a in (rgb, paper))
+    ink = ((gray < ratio * paper_gray) & (paper_gray - gray > contrast)).astype(np.uint8) * 255
+    return cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
 
 
 def _without_far_strays(xs: np.ndarray, height: float, gap: float = 2.0, share: float = 0.1) -> np.ndarray:

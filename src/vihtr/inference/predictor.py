@@ -149,6 +149,7 @@ def to_prediction(
 
 
 LINE_ASPECT = 4  # an image narrower than 4 times its height may hold several lines: it is looked at as a page
+SIDEWAYS_ASPECT = 2.5  # an image this much taller than wide is a line photographed sideways (or a page)
 CUT_AS_LINE = "vihtr.cut_as_line"  # PIL `info` key the page reader sets on the lines it cuts out of a page
 
 
@@ -156,15 +157,16 @@ def _cut_as_line(image) -> bool:
     return bool(getattr(image, "info", {}).get(CUT_AS_LINE))
 
 
-def not_a_line(image) -> str:
+def not_a_line(image, turn: int = 0) -> str:
     """A warning when an image holds several lines of writing (a page), "" when it holds one or none. Its
     reading is then not to be trusted: the line reader reads one line."""
     from vihtr.inference.layout import WORK_SIDE, find_lines
+    from vihtr.inference.orientation import turned
 
     try:
         if hasattr(image, "seek"):  # a file object the line's own decoding has read to its end
             image.seek(0)
-        count = len(find_lines(load_image(image, target_height=WORK_SIDE // 2)))
+        count = len(find_lines(turned(load_image(image, target_height=WORK_SIDE // 2), turn)))
     except Exception:  # the line itself was readable: a failed second look must not cost its reading
         return ""
     if count < 2:
@@ -363,13 +365,18 @@ class Predictor:
         tensors: dict[int, list[torch.Tensor]] = {}
         load_ms: dict[int, float] = {}
         warnings: dict[int, str] = {}
+        sideways_lines: dict[int, object] = {}  # turned 90 degrees to read; 270 is tried after
         unique = list(dict.fromkeys(self.preprocesses))  # models sharing a preprocessing share its tensors
         for i, image in enumerate(images):
             start = time.perf_counter()
             try:
                 img = load_image(image, target_height=self.load_height, mode=self.load_mode)
+                if img.height > SIDEWAYS_ASPECT * img.width:  # a line photographed sideways: read it turned
+                    from vihtr.inference.orientation import turned
+
+                    img = sideways_lines[i] = turned(img, 90)
                 if img.width < LINE_ASPECT * img.height and not _cut_as_line(image):
-                    warnings[i] = not_a_line(image)
+                    warnings[i] = not_a_line(image, turn=90 if i in sideways_lines else 0)
                 per_pre = {pre: self._bucketed(pre(img), pre) for pre in unique}
                 tensors[i] = [per_pre[pre] for pre in self.preprocesses]
                 del img
@@ -410,4 +417,13 @@ class Predictor:
                     if warnings.get(i):
                         prediction.warning, prediction.confidence = warnings[i], 0.0
                     results[i] = prediction
+        if sideways_lines:  # which way it was turned: the reading the model is surer of
+            from vihtr.inference.orientation import turned
+
+            over = self.predict([turned(img, 180) for img in sideways_lines.values()], domain=domain)
+            for i, other in zip(sideways_lines, over):
+                if not other.error and other.confidence > results[i].confidence:
+                    other.source, other.ms = results[i].source, results[i].ms + other.ms
+                    other.warning = other.warning and results[i].warning
+                    results[i] = other
         return results  # type: ignore[return-value]
