@@ -77,20 +77,13 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"error: output must end in one of {sorted(OUTPUT_FORMATS)}: {args.output}", file=sys.stderr)
         return 2
     try:
-        inputs = [p for target in args.inputs for p in collect_inputs(target)]
-    except FileNotFoundError as e:
+        inputs, predictor = inputs_and_predictor(args)
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not inputs:
-        print("error: no images found in the given inputs", file=sys.stderr)
         return 2
 
     from tqdm import tqdm
 
-    predictor = load_predictor(args)
-    if isinstance(predictor, str):
-        print(f"error: {predictor}", file=sys.stderr)
-        return 2
     rows = []
     # chunks a few batches long: the progress bar moves, and lines within a chunk are still sorted by width
     chunk = predictor.batch_size * 4
@@ -110,12 +103,22 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_predictor(args: argparse.Namespace):
-    """The predictor the model arguments ask for, or a message for the user (missing release, bad option)."""
+class UsageError(Exception):
+    """What the user asked for cannot be done: the message says why (exit status 2)."""
+
+
+def inputs_and_predictor(args: argparse.Namespace) -> tuple[list[str], object]:
+    """The image paths the inputs name and the predictor the model arguments ask for."""
+    try:
+        inputs = [p for target in args.inputs for p in collect_inputs(target)]
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    if not inputs:
+        raise UsageError("no images found in the given inputs")
     from vihtr.inference.predictor import Predictor
 
     try:
-        return Predictor.from_release(
+        predictor = Predictor.from_release(
             args.models,
             device=args.device,
             threads=args.threads,
@@ -126,7 +129,8 @@ def load_predictor(args: argparse.Namespace):
             domain=args.domain,
         )
     except (FileNotFoundError, ValueError, ImportError) as e:
-        return str(e)
+        raise UsageError(str(e)) from None
+    return inputs, predictor
 
 
 def run_pages(args: argparse.Namespace) -> int:
@@ -134,22 +138,15 @@ def run_pages(args: argparse.Namespace) -> int:
         print(f"error: the pages' output is JSON (a .json file): {args.output}", file=sys.stderr)
         return 2
     try:
-        inputs = [p for target in args.inputs for p in collect_inputs(target)]
-    except FileNotFoundError as e:
+        inputs, predictor = inputs_and_predictor(args)
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not inputs:
-        print("error: no images found in the given inputs", file=sys.stderr)
         return 2
 
     from tqdm import tqdm
 
     from vihtr.inference.pages import PageReader, page_json
 
-    predictor = load_predictor(args)
-    if isinstance(predictor, str):
-        print(f"error: {predictor}", file=sys.stderr)
-        return 2
     reader = PageReader(predictor)
     # TXT files mirror the inputs below their common folder: pages of the same name in two folders both keep theirs
     common = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in inputs]))

@@ -18,6 +18,33 @@ def _form(properties: dict, required: list[str] | None = None) -> dict:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+def _images_form() -> dict:
+    """The request of /api/predict and /api/pages: image files and an optional domain."""
+    return _form(
+        {
+            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "image": {"type": "string", "format": "binary"},
+            "domain": {
+                "type": "string",
+                "enum": list(DOMAINS),
+                "description": "what the lines say (default: the model's); the response's `domain` tells "
+                "which was used",
+            },
+        }
+    )
+
+
+def _files_errors(too_many: str) -> dict:
+    """The failures of a request of image files."""
+    return {
+        "400": _error("no files, no file is a readable image, or an unknown domain"),
+        "413": _error(f"{too_many}, request body too large, or no file under the pixel limits"),
+        "415": _error("the request is not multipart/form-data"),
+        "500": _error("a server failure, logged under the `reference` it answers"),
+        "503": _error("the models could not be loaded"),
+    }
+
+
 def openapi_spec(
     version: str, max_files: int, max_upload_mb: float, max_pixels: int, max_request_pixels: int
 ) -> dict:
@@ -74,18 +101,7 @@ def openapi_spec(
                 "post": {
                     "summary": "Read the text of one or more line images",
                     "description": f"multipart/form-data with the images under the field `images` (or `image`). {limits}",
-                    "requestBody": _form(
-                        {
-                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                            "image": {"type": "string", "format": "binary"},
-                            "domain": {
-                                "type": "string",
-                                "enum": list(DOMAINS),
-                                "description": "what the lines say (default: the model's); "
-                                "the response's `domain` tells which was used",
-                            },
-                        }
-                    ),
+                    "requestBody": _images_form(),
                     "responses": {
                         "200": {
                             "description": "one entry per image, in upload order (unreadable ones with `error`)",
@@ -95,13 +111,7 @@ def openapi_spec(
                                 }
                             },
                         },
-                        "400": _error("no files, no file is a readable image, or an unknown domain"),
-                        "413": _error(
-                            "too many files or form parts, request body too large, or no file under the pixel limits"
-                        ),
-                        "415": _error("the request is not multipart/form-data"),
-                        "500": _error("a server failure, logged under the `reference` it answers"),
-                        "503": _error("the models could not be loaded"),
+                        **_files_errors("too many files or form parts"),
                     },
                 }
             },
@@ -111,17 +121,7 @@ def openapi_spec(
                     "description": "multipart/form-data with up to 4 page images under the field `images` "
                     f"(or `image`). Size and pixel limits as for /api/predict: {max_upload_mb:g} MB per "
                     f"request, {max_pixels:,} pixels per image.",
-                    "requestBody": _form(
-                        {
-                            "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                            "image": {"type": "string", "format": "binary"},
-                            "domain": {
-                                "type": "string",
-                                "enum": list(DOMAINS),
-                                "description": "as for /api/predict",
-                            },
-                        }
-                    ),
+                    "requestBody": _images_form(),
                     "responses": {
                         "200": {
                             "description": "one entry per page, in upload order (unreadable ones with `error`)",
@@ -129,13 +129,7 @@ def openapi_spec(
                                 "application/json": {"schema": {"$ref": "#/components/schemas/PagesResponse"}}
                             },
                         },
-                        "400": _error("no files, no file is a readable image, or an unknown domain"),
-                        "413": _error(
-                            "more than 4 pages, request body too large, or no page under the pixel limits"
-                        ),
-                        "415": _error("the request is not multipart/form-data"),
-                        "500": _error("a server failure, logged under the `reference` it answers"),
-                        "503": _error("the models could not be loaded"),
+                        **_files_errors("more than 4 pages"),
                     },
                 }
             },

@@ -327,6 +327,16 @@ def create_app(
                 statuses.append(e.status)
         return items, images, readable, statuses
 
+    def answered(key: str, items: list[dict], statuses: list[int], domain: str | None, start: float):
+        """The answer to a request of files: every file's entry under `key`; a 4xx when none could be read."""
+        total_ms = round((time.perf_counter() - start) * 1000, 2)
+        if len(statuses) == len(items):  # nothing could be read: the request itself failed
+            status = 413 if 413 in statuses else 400
+            error = "; ".join(item["error"] for item in items)
+            return jsonify({"error": error, key: items, "model": models.names, "total_ms": total_ms}), status
+        used = domain or models.domain
+        return jsonify({key: items, "model": models.names, "domain": used, "total_ms": total_ms})
+
     @app.post("/api/predict")
     def predict():
         start = time.perf_counter()
@@ -341,19 +351,12 @@ def create_app(
                 items[i]["error"] = f"{names[i]}: {p.error.removeprefix('<bytes>: ')}"
                 statuses.append(400)
             items[i].update(answer)
-        total_ms = round((time.perf_counter() - start) * 1000, 2)
         unread = {k: v for k, v in prediction_json(Prediction("", 0.0)).items() if k != "error"}
         for item in items:
             if "error" in item:
                 for key, value in unread.items():
                     item.setdefault(key, value)
-        if len(statuses) == len(items):  # nothing could be read: the request itself failed
-            status = 413 if 413 in statuses else 400
-            error = "; ".join(item["error"] for item in items)
-            body = dict(error=error, predictions=items, model=models.names, total_ms=total_ms)
-            return jsonify(body), status
-        used = domain or models.domain
-        return jsonify(predictions=items, model=models.names, domain=used, total_ms=total_ms)
+        return answered("predictions", items, statuses, domain, start)
 
     @app.post("/api/pages")
     def pages():
@@ -372,15 +375,10 @@ def create_app(
                 statuses.append(400)
             else:
                 items[i].update(answer)
-        total_ms = round((time.perf_counter() - start) * 1000, 2)
         for item in items:
             if "error" in item:
                 item.update({"text": "", "lines": []})
-        if len(statuses) == len(items):
-            status = 413 if 413 in statuses else 400
-            error = "; ".join(item["error"] for item in items)
-            return jsonify(error=error, pages=items, model=models.names, total_ms=total_ms), status
-        return jsonify(pages=items, model=models.names, domain=domain or models.domain, total_ms=total_ms)
+        return answered("pages", items, statuses, domain, start)
 
     @app.post("/api/corrections")
     def save_correction():

@@ -294,8 +294,7 @@ async function predict() {
   focusLine(state.items.find((item) => item.review && readable(item)));
 }
 
-async function copyText(item) {
-  const text = item.text || "";
+async function copyToClipboard(text) {
   try {
     await navigator.clipboard.writeText(text);
   } catch (_) {
@@ -307,6 +306,11 @@ async function copyText(item) {
     document.execCommand("copy");
     area.remove();
   }
+}
+
+async function copyText(item) {
+  const text = item.text || "";
+  await copyToClipboard(text);
   setStatus(`Copied: ${text}`);
 }
 

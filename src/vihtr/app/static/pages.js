@@ -1,5 +1,6 @@
 // Read a whole page: upload it to /api/pages, draw each found line's box over it (red: a line to check),
-// list the lines top to bottom with their confidence, and copy the page's text.
+// list the lines top to bottom with their confidence, and copy the page's text. Uses app.js's errorMessage
+// and copyToClipboard (loaded first).
 "use strict";
 
 const pageState = { text: "", url: null };
@@ -10,14 +11,6 @@ function setPageStatus(message, isError = false) {
   status.textContent = message;
   status.classList.toggle("error", isError);
   status.setAttribute("role", isError ? "alert" : "status");
-}
-
-async function pageError(response) {
-  try {
-    const body = await response.json();
-    if (body && body.error) return `${body.error} (HTTP ${response.status})`;
-  } catch (_) { /* not JSON */ }
-  return `HTTP ${response.status} ${response.statusText}`;
 }
 
 function drawPage(page) {
@@ -70,7 +63,7 @@ async function readPage(file) {
   const domain = document.querySelector("#domain").value;
   if (domain) form.append("domain", domain);
   const response = await fetch("/api/pages", { method: "POST", body: form });
-  if (!response.ok) throw new Error(await pageError(response));
+  if (!response.ok) throw new Error(await errorMessage(response));
   const page = (await response.json()).pages[0];
   if (page.error) throw new Error(page.error);
   drawPage(page);
@@ -84,16 +77,7 @@ async function readPage(file) {
 }
 
 async function copyPage() {
-  try {
-    await navigator.clipboard.writeText(pageState.text);
-  } catch (_) {
-    const area = document.createElement("textarea");
-    area.value = pageState.text;
-    document.body.appendChild(area);
-    area.select();
-    document.execCommand("copy");
-    area.remove();
-  }
+  await copyToClipboard(pageState.text);
   setPageStatus("Copied the page's text.");
 }
 
