@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layout-only", action="store_true", help="measure line finding only (no model)")
     parser.add_argument(
-        "--orientation", action="store_true", help="measure only how often a turned page is turned back upright"
+        "--orientation",
+        action="store_true",
+        help="measure only how often a turned page is turned back upright",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()

@@ -79,7 +79,10 @@ def test_a_ruled_form_of_real_scans_gives_one_line_per_scan(data_root):
         form = kalapa_form(lines, random.Random(seed))
         found = find_lines(form.image)
         centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in (line.box for line in found)]
-        inside = [[i for i, (x, y) in enumerate(centres) if b[0] <= x < b[2] and b[1] <= y < b[3]] for b in form.boxes]
+        inside = [
+            [i for i, (x, y) in enumerate(centres) if b[0] <= x < b[2] and b[1] <= y < b[3]]
+            for b in form.boxes
+        ]
         assert len(found) == len(lines) and all(len(i) == 1 for i in inside), (form.boxes, centres)
 
 
