@@ -28,6 +28,7 @@ WORK_SIDE = 2400  # pages are searched at most this large: lines stay tens of pi
 PAPER_KERNEL = 31  # wider than any pen stroke at working size: the max filter sees only paper
 INK_RATIO = 0.78  # ink is darker than this fraction of its own paper
 LINE_SHAPE = 8  # an image at least 8 times as wide as it is high is one line, whatever its tone marks suggest
+SIDE_PAD = 0.6  # paper kept beside a line's writing, in line heights (read better than 0.15 or 1.2)
 MARK_SPLIT = 0.35  # Vietnamese marks sit above their letters: most of the gap above a line is its marks'
 SHARED_SHARE = 0.2  # a piece of ink with this much of itself in each of two lines is cut between them
 
@@ -90,8 +91,9 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
         if len(ys) < max(10.0, 0.05 * height**2):  # a few stray pixels, not a line
             continue
         pad = max(2, round(0.15 * height))
-        x0, y0 = max(0, xs.min() - pad), max(0, ys.min() - pad)
-        x1, y1 = min(size[0], xs.max() + 1 + pad), min(size[1], ys.max() + 1 + pad)
+        side = max(2, round(SIDE_PAD * height))  # lines were learnt with paper before and after the writing
+        x0, y0 = max(0, xs.min() - side), max(0, ys.min() - pad)
+        x1, y1 = min(size[0], xs.max() + 1 + side), min(size[1], ys.max() + 1 + pad)
         crop = rgb[y0:y1, x0:x1].copy()
         others = cv2.dilate(
             ((owner[y0:y1, x0:x1] >= 0) & ~mine[y0:y1, x0:x1]).astype(np.uint8), np.ones((3, 3))
@@ -273,8 +275,10 @@ def _assign(
     real[1:] &= np.isin(np.arange(1, n), np.unique(labels[ink]))
     tall = stats[:, cv2.CC_STAT_HEIGHT] > 1.3 * spacing  # cursive running into the next line: cut per pixel
     letter = stats[:, cv2.CC_STAT_HEIGHT] >= 0.4 * height  # not a tone mark, dot or comma
-    # a mark between two lines is a tone mark of the line below unless it hangs close under the line above
-    piece_split = np.where(letter, split, MARK_SPLIT)
+    # a mark between two lines is a tone mark of the line below unless it hangs close under the line above;
+    # a long flat piece (a rule's remnant, a dash) is not a mark
+    mark = ~letter & (stats[:, cv2.CC_STAT_WIDTH] < 1.5 * height)
+    piece_split = np.where(mark, MARK_SPLIT, split)
     width = labels.shape[1]
     lines = [_Line(float(p), 0.0, 0.0, float(width)) for p in peaks]
     for attempt in range(6):
