@@ -175,7 +175,10 @@ def test_the_address_domain_reads_held_out_addresses_better(held_out_kalapa):
             assert not p.error and len(p.char_confidences) == len(p.text) and 0 <= p.confidence <= 1
         errors[domain] = sum(editdistance.eval(p.text, t) for p, t in zip(preds, labels))
     assert predictor.domain == "general"  # a call's domain does not change the default
-    assert errors["address"] <= errors["auto"] < 0.85 * errors["general"], errors
+    # both LM domains read addresses far better than the plain reading; `auto`, which routes each line, reads
+    # them about as well as `address` (on all 432 lines: 4.24 % against 4.18 %; on 30 either may lead)
+    assert max(errors["address"], errors["auto"]) < 0.85 * errors["general"], errors
+    assert abs(errors["auto"] - errors["address"]) <= 0.1 * errors["address"] + 2, errors
 
 
 def test_dropping_sure_blank_frames_keeps_the_characters_apart():
