@@ -3,12 +3,13 @@
 Classical, measured against real handwritten pages (`vihtr.data.pages`, `scripts/page_benchmark.py`):
 1. the paper is estimated by a wide max filter and divided out, so uneven light and grey paper do not matter;
    ink is what is clearly darker than its own paper;
-2. long straight runs (ruled lines, form boxes) are removed: they are not writing;
-3. the skew is the angle (within ±`max_skew`°) that makes the row profile of the ink sharpest;
-4. lines are the peaks of the smoothed row profile; each connected piece of ink goes to the line that holds
-   most of it, and a piece that two lines share (a descender touching the tone mark below) is cut at the
-   valley between them;
-5. each line is cropped from the deskewed page with the other lines' ink painted out as paper.
+2. the skew is the angle (within ±`max_skew`°) that makes the row profile of the ink sharpest;
+3. ruled lines and form boxes are taken out: long level segments (Hough, in faint ink, so a light rule in a
+   photo is still whole) and upright runs longer than a letter;
+4. lines start as the peaks of the smoothed row profile and are refitted as a straight line each; each piece
+   of ink goes to its nearest line (a tone mark between two lines to the line below), a piece two lines
+   share (a descender touching the marks below) is cut per pixel, far-off letters seed a line of their own;
+5. each line is cropped from the deskewed page, with paper beside it and the other lines' ink painted out.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
         paper = cv2.warpAffine(
             paper, rotation.matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-    if angle:
         faint = cv2.warpAffine(faint, rotation.matrix, size, flags=cv2.INTER_NEAREST)
     ink &= ~_rules(faint, _piece_height(ink))
     # pieces are found on ink with its small breaks closed (a faint pen breaks up), pixels kept as they are
@@ -84,6 +84,8 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
     for index in range(int(owner.max()) + 1):
         mine = owner == index
         ys, xs = np.nonzero(mine)
+        if len(ys) == 0:  # every piece of this line went to its neighbours
+            continue
         keep = _without_far_strays(xs, float(np.percentile(ys, 95) - np.percentile(ys, 5)))
         if not keep.all():  # bits of a rule or specks far beside the writing are not part of the line
             mine[ys[~keep], xs[~keep]] = False
