@@ -150,6 +150,7 @@ def to_prediction(
 
 LINE_ASPECT = 4  # an image narrower than 4 times its height may hold several lines: it is looked at as a page
 SIDEWAYS_ASPECT = 2.5  # an image this much taller than wide is a line photographed sideways (or a page)
+PAGE_LOOK_HEIGHT = 400  # an image that may be a page is looked at reduced to no less than twice this height
 CUT_AS_LINE = "vihtr.cut_as_line"  # PIL `info` key the page reader sets on the lines it cuts out of a page
 
 
@@ -160,13 +161,14 @@ def _cut_as_line(image) -> bool:
 def not_a_line(image, turn: int = 0) -> str:
     """A warning when an image holds several lines of writing (a page), "" when it holds one or none. Its
     reading is then not to be trusted: the line reader reads one line."""
-    from vihtr.inference.layout import WORK_SIDE, find_lines
+    from vihtr.inference.layout import find_lines
     from vihtr.inference.orientation import turned
 
     try:
         if hasattr(image, "seek"):  # a file object the line's own decoding has read to its end
             image.seek(0)
-        count = len(find_lines(turned(load_image(image, target_height=WORK_SIDE // 2), turn)))
+        # looked at no larger than needed to count lines: a huge upload costs one reduced decode, not a page's
+        count = len(find_lines(turned(load_image(image, target_height=PAGE_LOOK_HEIGHT), turn)))
     except Exception:  # the line itself was readable: a failed second look must not cost its reading
         return ""
     if count < 2:
