@@ -424,8 +424,9 @@ class Predictor:
 
             over = self.predict([turned(img, 180) for img in sideways_lines.values()], domain=domain)
             for i, other in zip(sideways_lines, over):
+                if i in warnings and warnings[i]:  # flagged as a page: untrusted whichever way it reads
+                    continue
                 if not other.error and other.confidence > results[i].confidence:
                     other.source, other.ms = results[i].source, results[i].ms + other.ms
-                    other.warning = other.warning and results[i].warning
                     results[i] = other
         return results  # type: ignore[return-value]
