@@ -25,7 +25,7 @@ from pathlib import Path
 
 import vihtr  # noqa: F401  (torchvision fix first)
 from vihtr.inference.predictor import Predictor
-from vihtr.paths import REPO_ROOT, data_root
+from vihtr.paths import REPO_ROOT, data_root, kalapa_root
 from vihtr.review.adapt import adapt, line_cer
 from vihtr.training.evaluate import read_lines, summarise
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    writers = writer_lines(args.data_root / "kalapa2023", fold=0)
+    writers = writer_lines(kalapa_root(args.data_root), fold=0)
     results: dict = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "model": Path(args.model).name,

@@ -15,11 +15,10 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 
 import vihtr  # noqa: F401  (torchvision fix before anything imports timm)
 from vihtr.inference.predictor import Predictor
-from vihtr.paths import REPO_ROOT, data_root
+from vihtr.paths import REPO_ROOT, data_root, kalapa_root
 
 REPO = REPO_ROOT
 DEFAULT_DATA = data_root()
@@ -36,7 +35,7 @@ def main() -> int:
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     parser.add_argument("--versus", choices=["torch", "onnx"], help="compare with this backend's reading")
     args = parser.parse_args()
-    kalapa = Path(args.data_root) / "kalapa2023"
+    kalapa = kalapa_root(args.data_root)
     rows = (kalapa / "labels.tsv").read_text(encoding="utf-8").splitlines()[: args.lines]
     paths = [str(kalapa / row.split("\t")[0]) for row in rows]
     options = {"threads": args.threads, "batch_size": args.batch_size}

@@ -33,11 +33,11 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from vihtr.inference.predictor import release_config  # noqa: E402
-from vihtr.paths import REPO_ROOT, data_root  # noqa: E402
+from vihtr.models.release import Release  # noqa: E402
+from vihtr.paths import REPO_ROOT, data_root, kalapa_root  # noqa: E402
 
 REPO = REPO_ROOT
-DEFAULT_IMAGES = data_root() / "kalapa2023" / "images"
+DEFAULT_IMAGES = kalapa_root() / "images"
 TARGETS_MS = {"ensemble": 150.0, "fast path": 20.0}
 TARGET_LINES_PER_S = 50.0
 
@@ -53,7 +53,7 @@ def random_releases(folder: Path) -> list[str]:
 
     paths = []
     for name, backbone in (("random-b1", "tf_efficientnetv2_b1"), ("random-b2", "tf_efficientnetv2_b2")):
-        if (folder / name / "config.json").is_file():  # made by an earlier run with the same --work
+        if Release(folder / name).exists():  # made by an earlier run with the same --work
             paths.append(str(folder / name))
             continue
         torch.manual_seed(0)
@@ -95,7 +95,7 @@ def size_mb(config: dict) -> float:
             f for m in config["models"] for f in (Path(config["onnx_cache"]) / Path(m).name).glob("*.onnx")
         ]
     else:
-        files = [Path(m) / "weights.pt" for m in config["models"]]
+        files = [Release(m).weights_path for m in config["models"]]
     return sum(f.stat().st_size for f in files) / 1e6
 
 
@@ -111,10 +111,7 @@ def peak_rss_mb() -> float:
 
 
 def count_parameters(release: str) -> int:
-    import torch
-
-    state = torch.load(Path(release) / "weights.pt", map_location="cpu", weights_only=True)
-    return sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
+    return Release(release).parameter_count()
 
 
 def page_images(folder: Path, count: int = 6) -> list[str]:
@@ -218,7 +215,7 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
     for m in models:
         name = Path(m).name
         # a CTC-only model has no autoregressive decoder to time
-        ctc_only = release_config(m)["model"].get("decoder") == "none"
+        ctc_only = Release(m).model_config.get("decoder") == "none"
         greedy = [] if ctc_only else [
             {**base, "name": f"{name} torch greedy", "models": [m], "method": "greedy", "backend": "torch"},
             {**base, "name": f"{name} onnx greedy", "models": [m], "method": "greedy", "backend": "onnx"},
@@ -256,7 +253,7 @@ def configurations(models: list[str], args, images: list[str], onnx_cache: str) 
 def ensemble_methods(models: list[str]) -> list[str]:
     """How these models can decode together: `greedy` when each has a decoder to step in lock-step, `ctc`
     when each has a CTC head (each reads the line, the models rescore the readings: any columns)."""
-    configs = [release_config(m) for m in models]
+    configs = [Release(m).config for m in models]
     methods = []
     if all(c["model"].get("decoder") != "none" for c in configs):
         methods.append("greedy")

@@ -33,9 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from vihtr.data.synthetic.address import AddressGenerator, load_units
+from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.inference.ctc_lm import unigrams_path
 from vihtr.inference.domains import ADDRESS_LM, PROSE_LM
+from vihtr.text.admin_units import load_units
 from vihtr.text.arpa import WordNgramLM
 from vihtr.text.normalize import normalize_text
 

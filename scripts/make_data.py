@@ -89,14 +89,11 @@ def real_vs_synthetic_sheet(
     what `scripts/realism.py` measures, for a person to see. None without the real data."""
     from vihtr.data.sources.real import LineFolderSource
     from vihtr.data.synthetic.corpus import HELD_OUT_FOLD
-    from vihtr.paths import data_root
+    from vihtr.paths import kalapa_root
 
-    if (
-        not (data_root() / "kalapa2023" / "labels.tsv").is_file()
-        or not (synthetic_dir / "labels.tsv").is_file()
-    ):
+    if not (kalapa_root() / "labels.tsv").is_file() or not (synthetic_dir / "labels.tsv").is_file():
         return None
-    real = LineFolderSource(data_root() / "kalapa2023", fold=HELD_OUT_FOLD, split="train")
+    real = LineFolderSource(kalapa_root(), fold=HELD_OUT_FOLD, split="train")
     rng = random.Random(0)
     real_images = [real.get(i, rng).image for i in rng.sample(range(len(real)), min(n, len(real)))]
     rows = (synthetic_dir / "labels.tsv").read_text(encoding="utf-8").splitlines()[:n]

@@ -15,14 +15,14 @@ from pathlib import Path
 from vihtr.data.folds import DEFAULT_SEED, N_FOLDS, assign_folds, write_folds_csv
 from vihtr.data.sources.inkml import DEFAULT_CACHE_DIR, InkMLSource
 from vihtr.data.sources.real import LineFolderSource
-from vihtr.paths import REPO_ROOT, data_root
+from vihtr.paths import REPO_ROOT, data_root, kalapa_root, vnondb_archive
 
 
 def load(dataset: str, data_root: Path, cache_dir: Path):
     if dataset == "kalapa":
-        return LineFolderSource(data_root / "kalapa2023", name="kalapa", tone_style="keep")
+        return LineFolderSource(kalapa_root(data_root), name="kalapa", tone_style="keep")
     if dataset == "vnondb":
-        return InkMLSource(data_root / "vnondb" / "InkData_line.tar.xz", name="vnondb", cache_dir=cache_dir)
+        return InkMLSource(vnondb_archive(data_root), name="vnondb", cache_dir=cache_dir)
     raise ValueError(f"unknown dataset {dataset!r} (kalapa or vnondb)")
 
 

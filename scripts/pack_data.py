@@ -19,7 +19,7 @@ from PIL import Image
 
 from vihtr.data.sources.inkml import inkml_lines, save_packed
 from vihtr.data.sources.real import read_labels
-from vihtr.paths import REPO_ROOT, data_root
+from vihtr.paths import KALAPA_DIR, REPO_ROOT, data_root, kalapa_root, vnondb_archive
 
 
 def pack_kalapa(src: Path, dst: Path, height: int, quality: int) -> int:
@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unit", type=int, default=4, help="VNOnDB points rounded to this many tablet units")
     args = parser.parse_args(argv)
 
-    kalapa = pack_kalapa(args.data_root / "kalapa2023", args.out / "kalapa2023", args.height, args.quality)
-    print(f"kalapa2023: {kalapa / 1e6:.1f} MB of greyscale JPEG at {args.height} px")
+    kalapa = pack_kalapa(kalapa_root(args.data_root), kalapa_root(args.out), args.height, args.quality)
+    print(f"{KALAPA_DIR}: {kalapa / 1e6:.1f} MB of greyscale JPEG at {args.height} px")
     vnondb = args.out / "vnondb" / "lines.npz.xz"
     vnondb.parent.mkdir(parents=True, exist_ok=True)
-    lines = inkml_lines(args.data_root / "vnondb" / "InkData_line.tar.xz")
+    lines = inkml_lines(vnondb_archive(args.data_root))
     save_packed(lines, vnondb, unit=args.unit)
     print(f"vnondb: {len(lines)} lines, {vnondb.stat().st_size / 1e6:.1f} MB of strokes")
 

@@ -33,7 +33,7 @@ from vihtr.data.synthetic.corpus import HELD_OUT_FOLD
 from vihtr.data.synthetic.fonts import font_names
 from vihtr.data.synthetic.realism import RealismClassifier, StatsClassifier, line_stats, to_grey_line
 from vihtr.data.synthetic.sources import AddressSource
-from vihtr.paths import data_root
+from vihtr.paths import kalapa_root
 
 log = logging.getLogger("realism")
 
@@ -60,7 +60,7 @@ AUGMENT = ("none", "both", "synthetic")
 
 
 def real_lines(split: str, augment: str = "none") -> Lines:
-    source = LineFolderSource(data_root() / "kalapa2023", fold=HELD_OUT_FOLD, split=split)
+    source = LineFolderSource(kalapa_root(), fold=HELD_OUT_FOLD, split=split)
     rng = random.Random(0)
     samples = [source.get(i, rng) for i in range(len(source))]
     if augment == "both":

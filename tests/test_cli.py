@@ -1,4 +1,4 @@
-"""`vihtr predict` and `vihtr export-onnx` as a user runs them."""
+"""`vihtr predict`, `vihtr export-onnx` and `vihtr release` as a user runs them."""
 
 import csv
 import json
@@ -78,8 +78,25 @@ def test_subcommands_are_registered():
     parser = build_parser()
     args = parser.parse_args(["export-onnx", "models/x", "-o", "out"])
     assert args.func.__name__ == "run_export_onnx"
+    for action in ("export", "score", "calibrate"):
+        args = parser.parse_args(["release", action, "m", *(["folder"] if action == "export" else [])])
+        assert args.func.__name__ == action and args.func.__module__ == "vihtr.training.lifecycle"
     with pytest.raises(SystemExit):
         parser.parse_args(["predict", "a.jpg", "--method", "sideways"])
+
+
+def test_export_onnx_writes_each_of_several_models_into_its_own_folder(tiny_release, tmp_path, capsys):
+    for name in ("first", "second"):
+        shutil.copytree(tiny_release, tmp_path / name, ignore=shutil.ignore_patterns("onnx"))
+    assert (
+        main(["export-onnx", str(tmp_path / "first"), str(tmp_path / "second"), "-o", str(tmp_path / "out")])
+        == 0
+    )
+    printed = capsys.readouterr().out.split()
+    for name in ("first", "second"):
+        graphs = sorted((tmp_path / "out" / name).glob("*.onnx"))
+        assert graphs and all(str(g) in printed for g in graphs)
+    assert main(["export-onnx", str(tmp_path / "nowhere")]) == 2
 
 
 def test_16_bit_and_broken_exif_images_read_in_a_folder(tiny_release, real_images, tmp_path):

@@ -248,6 +248,7 @@ EXPERIMENTS = {
     "b1_384_f5": ("tf_efficientnetv2_b1", "finetune", 384, 160),
     "b2_256_ptr_f5": ("tf_efficientnetv2_b2", "pretrain", 256, 128),
     "b2_256_f5": ("tf_efficientnetv2_b2", "finetune", 256, 128),
+    "cpu_release": ("tf_efficientnetv2_b1", "pretrain", 256, 32),
     "cpu_small": ("tf_efficientnetv2_b1", "pretrain", 192, 32),
     "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
@@ -255,7 +256,7 @@ EXPERIMENTS = {
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"adapt", "cpu_small", "lite1_ctc", "lite1_fast", "lite1_long", "lite1_tf", "synth_probe"}
+CPU_EXPERIMENTS = {"adapt", "cpu_release", "cpu_small", "lite1_ctc", "lite1_fast", "lite1_long", "lite1_tf", "synth_probe"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))

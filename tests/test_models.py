@@ -16,7 +16,7 @@ from vihtr.models.decoding import DecodeResult, beam_search, ctc_best_path, gree
 from vihtr.models.encoder import PAPER_MARGIN
 from vihtr.models.layers import BiLSTMLayer, reverse_within_lengths
 from vihtr.models.ocr import OCRModel
-from vihtr.models.release import average_checkpoints, load_release, save_release
+from vihtr.models.release import Release, average_checkpoints, load_release, network_state, save_release
 from vihtr.text.charset import EOS, MASK, PAD, SOS
 
 CHARS = "abcd "
@@ -233,6 +233,12 @@ def test_ctc_only_model_refuses_autoregressive_decoding():
         model.decode(images, widths, "greedy")
 
 
+def test_an_unknown_decoding_method_is_refused_by_name():
+    model = OCRModel(**TINY).eval()
+    with pytest.raises(ValueError, match="unknown decoding method 'beam4': one of greedy, beam, ctc"):
+        model.decode(torch.zeros(1, 1, 32, 64), torch.tensor([64]), "beam4")
+
+
 # ---------------------------------------------------------------- losses
 
 
@@ -377,6 +383,37 @@ def test_load_release_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError):
         load_release(tmp_path)
+
+
+def test_release_reads_its_reading_settings_and_updates_metadata_in_place(overfit, tmp_path):
+    model, *_ = overfit
+    save_release(
+        model, tmp_path / "r", Preprocess(height=32, max_width=256), {"decode_method": "ctc", "steps": 9}
+    )
+    release = Release(tmp_path / "r")
+    assert release.exists() and release.decode_method == "ctc" and release.calibration is None
+    assert release.model_config == model.config and release.domain is None
+    release.update_metadata(calibration={"kind": "isotonic"}, domain="address")
+    again = Release(tmp_path / "r")  # what another process reads
+    assert again.metadata == {
+        "decode_method": "ctc",
+        "steps": 9,
+        "calibration": {"kind": "isotonic"},
+        "domain": "address",
+    }
+    assert not list((tmp_path / "r").glob("*.tmp"))
+    assert again.parameter_count() == sum(p.numel() for p in model.parameters())
+    release.update_metadata(decode_method="nonsense")
+    assert release.decode_method is None  # a method the code does not know is not recommended
+    assert not Release(tmp_path / "none").exists() and Release(tmp_path / "none").config == {}
+    with pytest.raises(FileNotFoundError):
+        Release(tmp_path / "none").update_metadata(domain="prose")
+
+
+def test_network_state_takes_the_networks_part_of_a_training_checkpoint():
+    w = torch.ones(1)
+    assert network_state({"model.a": w, "shortcut.b": w}) == {"a": w}
+    assert network_state({"a": w}) == {"a": w}  # a bare network state dict as it is
 
 
 # ---------------------------------------------------------------- checkpoint averaging

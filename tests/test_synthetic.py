@@ -195,7 +195,7 @@ def test_default_corpora_leave_out_the_held_out_writers(tmp_path, monkeypatch):
 
     from vihtr.data.sources.inkml import InkMLSource
     from vihtr.data.sources.real import LineFolderSource
-    from vihtr.data.synthetic import corpus, sources
+    from vihtr.data.synthetic import corpus
 
     fixtures = Path(__file__).parent / "fixtures"
     root = tmp_path / "data"
@@ -204,8 +204,7 @@ def test_default_corpora_leave_out_the_held_out_writers(tmp_path, monkeypatch):
     with tarfile.open(root / "vnondb" / "InkData_line.tar.xz", "w:xz") as tar:
         for f in sorted((fixtures / "inkml").glob("*.inkml")):
             tar.add(f, arcname=f.name)
-    for module in (corpus, sources):
-        monkeypatch.setattr(module, "DEFAULT_DATA_ROOT", root)
+    monkeypatch.setenv("VIHTR_DATA_ROOT", str(root))
     monkeypatch.setattr(corpus, "DEFAULT_CACHE_DIR", tmp_path / "cache")
 
     kalapa = {s: LineFolderSource(root / "kalapa2023", fold=0, split=s) for s in ("train", "val")}

@@ -1,5 +1,5 @@
 """The `vihtr` command: `vihtr predict`, `vihtr pages`, `vihtr corrections import`, `vihtr adapt`,
-`vihtr export-onnx` (and `vihtr serve` when the web app is installed).
+`vihtr export-onnx`, `vihtr release` (and `vihtr serve` when the web app is installed).
 
     vihtr predict line.jpg
     vihtr pages scans/ -o pages.json --txt pages_txt/    # whole pages: lines found, read top to bottom
@@ -7,6 +7,7 @@
     vihtr corrections import out.tsv -o corrections/      # after fixing the texts of out.tsv by hand
     vihtr adapt corrections/ --out models/my-forms        # fine-tune the default on them
     vihtr export-onnx models/vihtr-lite1
+    vihtr release score models/vihtr-lite1                # held-out CER (also: release export, calibrate)
 
 Subcommands register themselves with `add_parser(subparsers)` and set `func(args) -> exit code`; another
 package adds its own by providing `<module>.add_parser` (see `OPTIONAL_SUBCOMMANDS`).
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from vihtr.inference.domains import DOMAINS
 from vihtr.inference.types import BACKENDS, prediction_json
+from vihtr.models.decoding import DECODE_METHODS
+from vihtr.training import lifecycle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 OUTPUT_FORMATS = {".csv": ",", ".tsv": "\t", ".json": None}
@@ -231,13 +234,16 @@ def run_adapt(args: argparse.Namespace) -> int:
 def run_export_onnx(args: argparse.Namespace) -> int:
     from vihtr.inference.onnx_export import export_release
 
-    try:
-        files = export_release(args.model, args.output, check=not args.no_check)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for f in files:
-        print(f)
+    for model in args.models:
+        # several models under one output root: a folder each, named as the release
+        output = Path(args.output) / Path(model).name if args.output and len(args.models) > 1 else args.output
+        try:
+            files = export_release(model, output, check=not args.no_check)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for f in files:
+            print(f)
     return 0
 
 
@@ -245,7 +251,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Which models and how they decode: shared by `predict` and `serve`."""
     p.add_argument("--models", nargs="+", help="released model folders (default: the shipped models)")
     p.add_argument(
-        "--method", choices=["greedy", "beam", "ctc"], default=None, help="default: what the model recommends"
+        "--method", choices=DECODE_METHODS, default=None, help="default: what the model recommends"
     )
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument(
@@ -334,8 +340,12 @@ def add_adapt_parser(subparsers) -> None:
 
 def add_export_parser(subparsers) -> None:
     p = subparsers.add_parser("export-onnx", help="export a released model to ONNX (encoder + decoder step)")
-    p.add_argument("model", help="released model folder")
-    p.add_argument("-o", "--output", help="output folder (default: <model>/onnx)")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="released model folders")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output folder (default: <model>/onnx; with several models, <output>/<model name>)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime with torch")
     p.set_defaults(func=run_export_onnx)
 
@@ -348,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_corrections_parser(subparsers)
     add_adapt_parser(subparsers)
     add_export_parser(subparsers)
+    lifecycle.add_parser(subparsers)
     for name in OPTIONAL_SUBCOMMANDS:
         try:
             module = importlib.import_module(name)

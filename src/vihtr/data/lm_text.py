@@ -27,7 +27,7 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-from vihtr.paths import cache_dir, data_root
+from vihtr.paths import cache_dir, vnondb_archive
 from vihtr.text.lexicon import lm_line
 from vihtr.text.normalize import normalize_text
 
@@ -102,7 +102,7 @@ def vnondb_prose(
     held-out writer copied its text."""
     from vihtr.data.sources.inkml import InkMLSource, copied_texts
 
-    archive = Path(archive or data_root() / "vnondb" / "InkData_line.tar.xz")
+    archive = Path(archive or vnondb_archive())
     cache = cache_dir("vnondb")
     held_keys = set()
     for fold in held_out_folds:

@@ -28,7 +28,15 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from vihtr.models.decoding import BLANK, DecodeResult, beam_search, ctc_best_path, greedy_decode
+from vihtr.models.decoding import (
+    BLANK,
+    DecodeResult,
+    beam_search,
+    check_method,
+    ctc_best_path,
+    default_method,
+    greedy_decode,
+)
 from vihtr.text.charset import Charset
 
 
@@ -174,8 +182,7 @@ class EnsembleDecoder:
         """The method these models decode with: None is the models' own (CTC for CTC-only models, else
         greedy). A method the models cannot decode with is refused, never silently replaced."""
         with_decoder = [m.has_decoder for m in self.models]
-        if method is None:
-            method = "greedy" if any(with_decoder) else "ctc"
+        method = check_method(method or default_method(any(with_decoder)))
         if method == "ctc":
             if not all(m.has_ctc for m in self.models):
                 raise ValueError("method 'ctc' needs every model to have a CTC head")

@@ -41,7 +41,7 @@ from vihtr.data.preprocess import PAD_VALUE, Preprocess
 from vihtr.inference.ensemble import Started
 from vihtr.models.decoders import TransformerDecoder
 from vihtr.models.layers import sinusoidal_positions
-from vihtr.models.release import CONFIG_FILE, WEIGHTS_FILE, load_release
+from vihtr.models.release import CONFIG_FILE, WEIGHTS_FILE, Release, load_release
 from vihtr.paths import cache_dir
 from vihtr.text.charset import Charset
 
@@ -371,7 +371,7 @@ class OnnxModel:
     ) -> tuple[OnnxModel, Preprocess]:
         """Open a release's ONNX graphs, exporting them first when missing or made from other weights."""
         release = Path(release)
-        config = json.loads((release / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = Release(release).config
         folder = Path(cache_dir) / release.resolve().name if cache_dir else default_cache_dir(release)
         meta = folder / META_FILE
         fresh = meta.is_file() and json.loads(meta.read_text())["fingerprint"] == _fingerprint(release)

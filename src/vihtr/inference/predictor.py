@@ -26,7 +26,6 @@ default (`metadata.domain`); `predict(images, domain=...)` picks per call.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -48,10 +47,11 @@ from vihtr.inference.domains import (
     routed_decoder,
 )
 from vihtr.inference.types import BACKENDS, Prediction
+from vihtr.models.decoding import check_method
+from vihtr.models.release import Release
 from vihtr.paths import REPO_ROOT
 from vihtr.text.charset import SPECIAL_TOKENS, Charset
 
-METHODS = ("greedy", "beam", "ctc")
 MODELS_ENV = "VIHTR_MODELS"
 
 
@@ -67,9 +67,9 @@ def default_model_paths() -> list[str]:
         roots = [REPO_ROOT / "models", Path.cwd() / "models"]
     found: list[str] = []
     for root in roots:
-        candidates = [root] if (root / "config.json").is_file() else sorted(root.glob("*/"))
+        candidates = [root] if Release(root).exists() else sorted(root.glob("*/"))
         for folder in candidates:
-            if (folder / "config.json").is_file() and str(folder.resolve()) not in found:
+            if Release(folder).exists() and str(folder.resolve()) not in found:
                 found.append(str(folder.resolve()))
     if not found:
         where = f"${MODELS_ENV}={env}" if env else " or ".join(str(r) for r in roots)
@@ -89,41 +89,28 @@ def resolve_backend(backend: str, paths: Sequence[str | os.PathLike], device: st
         return backend
     if device != "cpu":
         return "torch"
-    decoders = {release_config(p).get("model", {}).get("decoder") for p in paths}
+    decoders = {Release(p).model_config.get("decoder") for p in paths}
     return "onnx" if decoders <= {"transformer", "none"} else "torch"
 
 
-def release_config(path: str | os.PathLike) -> dict:
-    """A release's config.json ({} when the folder has none)."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return {}
-    return json.loads(config.read_text(encoding="utf-8"))
-
-
-def release_metadata(path: str | os.PathLike) -> dict:
-    """The `metadata` of a release's config.json ({} when the folder has none)."""
-    return release_config(path).get("metadata", {})
-
-
 def recommended_method(paths: Sequence[str | os.PathLike]) -> str | None:
-    """The decoding the first release recommends (`decode_method` in its metadata: the method that scored
-    best on its held-out data), else None: the model's own (CTC for a CTC-only model, else greedy)."""
+    """The decoding the first release recommends (`Release.decode_method`), else None: the model's own (CTC for
+    a CTC-only model, else greedy)."""
     for path in paths:
-        method = release_metadata(path).get("decode_method")
-        if method in METHODS:
+        method = Release(path).decode_method
+        if method:
             return method
     return None
 
 
 def release_domain(path: str | os.PathLike) -> str:
     """The decoding domain a release reads in by default (`metadata.domain`), else `general`."""
-    return check_domain(release_metadata(path).get("domain", DEFAULT_DOMAIN))
+    return check_domain(Release(path).domain or DEFAULT_DOMAIN)
 
 
 def release_calibration(path: str | os.PathLike) -> Calibration | None:
     """The confidence calibration a release carries (`metadata.calibration`), if any."""
-    stored = release_metadata(path).get("calibration")
+    stored = Release(path).calibration
     return Calibration.from_dict(stored) if stored else None
 
 
@@ -206,8 +193,8 @@ class Predictor:
         confidence to a calibrated one (see `vihtr.inference.calibration`). `domain`: the default of
         `predict`; `address_lm`: the address domain's word n-gram (None: no beam search, tail check only);
         `prose_lm`: the prose domain's syllable n-gram (None: `prose` reads as `general`)."""
-        if method is not None and method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if method is not None:
+            check_method(method)
         resolve = getattr(decoder, "resolve_method", None)
         # None: the models' own; a method they cannot decode with is refused here, before any image is read
         method = resolve(method) if resolve is not None else (method or "greedy")
@@ -274,9 +261,7 @@ class Predictor:
 
                 model, preprocess = OnnxModel.from_release(path, cache_dir=onnx_cache, threads=threads)
             else:
-                from vihtr.models.release import load_release
-
-                model, preprocess, _ = load_release(str(path), device=device)
+                model, preprocess, _ = Release(path).load(device=device)
                 model = model.float().eval()  # fp16 weights run as fp32 on CPU
                 # channels-last weights: the CNN's depthwise convolutions run ~10 % faster on an idle CPU
                 # and far faster when other processes contend for the cores (oneDNN); outputs agree with

@@ -17,6 +17,19 @@ from vihtr.text.charset import EOS, MASK, PAD, SOS, SPECIAL_TOKENS
 BLANK = 0  # CTC blank, shared with PAD
 FIRST_CHAR_ID = len(SPECIAL_TOKENS)
 NEVER_EMITTED = [PAD, SOS, MASK]  # input-only tokens: a decoder emits characters or EOS
+# how a line is read: the attention decoder greedily or by beam search, or the CTC head's columns
+DECODE_METHODS = ("greedy", "beam", "ctc")
+
+
+def default_method(has_decoder: bool) -> str:
+    """A model's own decoding: its attention decoder greedily, or CTC for a model without one."""
+    return "greedy" if has_decoder else "ctc"
+
+
+def check_method(method: str) -> str:
+    if method not in DECODE_METHODS:
+        raise ValueError(f"unknown decoding method {method!r}: one of {', '.join(DECODE_METHODS)}")
+    return method
 
 
 def _next_log_probs(decoder, state, prev: torch.Tensor):

@@ -126,22 +126,34 @@ class CNNEncoder(nn.Module):
         self.upsample = nn.Linear(d_model, column_upsample * d_model) if column_upsample > 1 else None
         self.norm = nn.LayerNorm(d_model)
 
+    @property
+    def cnn_channels(self) -> int:
+        return self.proj.in_features
+
     def forward(self, images: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.contextualise(self.columns(images), widths)
+
+    def columns(self, images: torch.Tensor) -> torch.Tensor:
+        """The CNN's view of a batch: B x T x C columns at `cnn_stride`, the height pooled away."""
         images = F.pad(images, (0, PAPER_MARGIN), value=PAD_VALUE)
         features = self.backbone(images)[-1]  # B x C x H' x T
-        columns = features.mean(dim=2).transpose(1, 2)  # B x T x C: height pooled away
+        return features.mean(dim=2).transpose(1, 2)
+
+    def contextualise(self, columns: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CNN columns -> memory B x T' x d_model (context layers, column split) and its padding mask."""
         t = columns.shape[1]
+        device = columns.device
         memory = self.proj(columns)
         if self.context == "transformer":  # an LSTM knows where it is; attention needs to be told
-            memory = memory + sinusoidal_positions(t, self.d_model, device=images.device).to(columns.dtype)
+            memory = memory + sinusoidal_positions(t, self.d_model, device=device).to(columns.dtype)
         memory = self.drop(memory)
-        widths = widths.to(images.device)
+        widths = widths.to(device)
         cnn_lengths = torch.div(widths + (self.cnn_stride - 1), self.cnn_stride, rounding_mode="floor")
         if self.context == "lstm":
             for layer in self.layers:
                 memory = layer(memory, cnn_lengths.clamp(max=t))
         else:
-            cnn_mask = torch.arange(t, device=images.device)[None, :] >= cnn_lengths[:, None]
+            cnn_mask = torch.arange(t, device=device)[None, :] >= cnn_lengths[:, None]
             attn_mask = key_padding_to_attn_mask(cnn_mask)
             for layer in self.layers:
                 memory = layer(memory, attn_mask)
@@ -150,7 +162,7 @@ class CNNEncoder(nn.Module):
             t = t * self.column_upsample
             memory = self.upsample(memory).reshape(b, t, self.d_model)
         lengths = torch.div(widths + (self.width_stride - 1), self.width_stride, rounding_mode="floor")
-        memory_mask = torch.arange(t, device=images.device)[None, :] >= lengths[:, None]
+        memory_mask = torch.arange(t, device=device)[None, :] >= lengths[:, None]
         return self.norm(memory), memory_mask
 
 

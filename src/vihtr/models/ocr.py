@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from vihtr.models.decoders import AttentionDecoder, CTCHead, TransformerDecoder
-from vihtr.models.decoding import DecodeResult, beam_search, ctc_best_path, greedy_decode
+from vihtr.models.decoding import (
+    DecodeResult,
+    beam_search,
+    check_method,
+    ctc_best_path,
+    default_method,
+    greedy_decode,
+)
 from vihtr.models.encoder import CNNEncoder
 from vihtr.text.charset import VIETNAMESE_CHARSET, Charset
 
@@ -81,13 +88,15 @@ class OCRModel(nn.Module):
         return self.encoder(images, widths)
 
     def forward(self, images: torch.Tensor, widths: torch.Tensor, tgt_in: torch.Tensor | None = None) -> dict:
-        """Teacher forcing: `tgt_in` is targets[:, :-1] (starting with SOS). Losses are the caller's job."""
-        memory, memory_mask = self.encode(images, widths)
+        """Teacher forcing: `tgt_in` is targets[:, :-1] (starting with SOS). Losses are the caller's job.
+        The CNN's own columns come back too (`columns`), for training heads that read them directly."""
+        columns = self.encoder.columns(images)
+        memory, memory_mask = self.encoder.contextualise(columns, widths)
         logits = None
         if self.decoder is not None and tgt_in is not None:
             logits = self.decoder(memory, memory_mask, tgt_in)
         ctc_logits = self.ctc_head(memory) if self.ctc_head is not None else None
-        return {"logits": logits, "ctc_logits": ctc_logits, "memory_mask": memory_mask}
+        return {"logits": logits, "ctc_logits": ctc_logits, "memory_mask": memory_mask, "columns": columns}
 
     @torch.no_grad()
     def decode(
@@ -99,14 +108,12 @@ class OCRModel(nn.Module):
         max_len: int | None = None,
     ) -> DecodeResult:
         """Read a batch: method "greedy", "beam" or "ctc"; None picks greedy, or ctc for a CTC-only model."""
-        method = method or ("greedy" if self.decoder is not None else "ctc")
+        method = check_method(method or default_method(self.decoder is not None))
         memory, memory_mask = self.encode(images, widths)
         if method == "ctc":
             if self.ctc_head is None:
                 raise ValueError("this model has no CTC head")
             return ctc_best_path(self.ctc_head(memory), memory_mask)
-        if method not in ("greedy", "beam"):
-            raise ValueError(f"unknown decoding method {method!r} (greedy, beam or ctc)")
         if self.decoder is None:
             raise ValueError(f"a CTC-only model cannot decode with {method!r}; use method='ctc'")
         max_len = max_len or self.max_len

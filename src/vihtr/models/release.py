@@ -1,9 +1,11 @@
 """Released models: one folder with `weights.pt` (fp16 state dict) and `config.json`.
 
 `config.json` carries everything needed to use the weights: the model config (charset included), the
-image preprocessing, and free-form metadata (training data, steps, scores). Loading gives an fp32 model
-in eval mode. `average_checkpoints` averages the weights of several checkpoints (the seed's last-k
-averaging) into one state dict.
+image preprocessing, and metadata: how to read with it (`decode_method`, `domain`), its confidence
+`calibration`, where its training stood (`schedule`), and free-form notes (training data, scores).
+`Release` is the one place that reads and writes that folder. Loading gives an fp32 model in eval mode.
+`average_checkpoints` averages the weights of several checkpoints (the seed's last-k averaging) into one
+state dict; `network_state` takes the network's part of a training checkpoint.
 """
 
 from __future__ import annotations
@@ -15,12 +17,100 @@ from pathlib import Path
 import torch
 
 from vihtr.data.preprocess import Preprocess
+from vihtr.models.decoding import DECODE_METHODS
 from vihtr.models.ocr import OCRModel
 
 RELEASE_FORMAT = "vihtr-release"
 RELEASE_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
+# a training checkpoint's network weights are the LightningModule's `model.` entries; what else it trains
+# beside them (the CTC shortcut) is not part of a release
+NETWORK_PREFIX = "model."
+
+
+def network_state(state: dict[str, torch.Tensor], prefix: str = NETWORK_PREFIX) -> dict[str, torch.Tensor]:
+    """The network's weights in a training checkpoint's state dict, without their prefix; a bare network
+    state dict (no key under the prefix) as it is."""
+    if not any(k.startswith(prefix) for k in state):
+        return dict(state)
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+class Release:
+    """A released model folder: what it holds, read on demand (never cached: a calibration written by
+    another process is seen), and its metadata updated in place."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"Release({str(self.folder)!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_FILE
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    @property
+    def config(self) -> dict:
+        """config.json ({} when the folder has none)."""
+        if not self.exists():
+            return {}
+        return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    @property
+    def metadata(self) -> dict:
+        return self.config.get("metadata", {})
+
+    @property
+    def model_config(self) -> dict:
+        return self.config.get("model", {})
+
+    @property
+    def decode_method(self) -> str | None:
+        """The decoding it recommends (the method that scored best on its held-out data), or None."""
+        method = self.metadata.get("decode_method")
+        return method if method in DECODE_METHODS else None
+
+    @property
+    def domain(self) -> str | None:
+        """The decoding domain it reads in by default, or None (the reader's default)."""
+        return self.metadata.get("domain")
+
+    @property
+    def calibration(self) -> dict | None:
+        """Its confidence calibration as stored (`vihtr.inference.calibration.Calibration.from_dict`), or None."""
+        return self.metadata.get("calibration") or None
+
+    def update_metadata(self, **fields) -> None:
+        """Set metadata fields and rewrite config.json whole (written beside it, then moved over it)."""
+        config = self.config
+        if not config:
+            raise FileNotFoundError(f"{self.folder} is not a released model: no {CONFIG_FILE}")
+        config.setdefault("metadata", {}).update(fields)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(self.config_path)
+
+    def load(self, device: str | torch.device = "cpu") -> tuple[OCRModel, Preprocess, dict]:
+        return load_release(self.folder, device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stored weights as they are (fp16)."""
+        return torch.load(self.weights_path, map_location="cpu", weights_only=True)
+
+    def parameter_count(self) -> int:
+        """Learnt parameters (batch-norm running statistics and counters left out)."""
+        return sum(
+            v.numel() for k, v in self.state_dict().items() if v.is_floating_point() and "running_" not in k
+        )
 
 
 def save_release(
@@ -64,10 +154,12 @@ def load_release(
 def _model_state(path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     state = state.get("state_dict", state)
-    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}  # "" keeps all
 
 
-def average_checkpoints(paths: list[str | os.PathLike], prefix: str = "model.") -> dict[str, torch.Tensor]:
+def average_checkpoints(
+    paths: list[str | os.PathLike], prefix: str = NETWORK_PREFIX
+) -> dict[str, torch.Tensor]:
     """Mean of the floating-point weights of N Lightning checkpoints or state-dict files.
 
     Only keys starting with `prefix` are kept, with the prefix removed ("" keeps everything), so the

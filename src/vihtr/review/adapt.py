@@ -112,14 +112,13 @@ def adapt(
     adapted weights even when they do not read the held-out lines better (to measure the recipe itself)."""
     import tempfile
 
-    from vihtr.inference.predictor import release_metadata
-    from vihtr.models.release import save_release
+    from vihtr.models.release import Release, save_release
     from vihtr.training.config import compose_config
     from vihtr.training.evaluate import load_model
     from vihtr.training.run import train
 
     base, out = Path(base), Path(out)
-    if not (base / "weights.pt").is_file():
+    if not Release(base).weights_path.is_file():
         raise AdaptError(f"no released model at {base} (a folder with weights.pt and config.json)")
     if out.resolve() == base.resolve():
         raise AdaptError("--out must be a new folder: the base release is never overwritten")
@@ -135,7 +134,7 @@ def adapt(
             [
                 "experiment=adapt",
                 f"adapt_dir={work}",
-                f"model.init_from={base / 'weights.pt'}",
+                f"model.init_from={Release(base).weights_path}",
                 f"trainer.max_steps={steps}",
                 f"trainer.val_check_interval={every}",
                 f"seed={seed}",
@@ -149,7 +148,7 @@ def adapt(
         train(cfg)
         checkpoints = sorted((work / "run" / "checkpoints").glob("*.ckpt"))
         model, preprocess = load_model(str(checkpoints[-1])) if checkpoints else load_model(str(base))
-        metadata = release_metadata(base)
+        metadata = Release(base).metadata
         metadata = {k: v for k, v in metadata.items() if k not in ("schedule", "source_checkpoint")}
         metadata["notes"] = (
             f"{base.name} adapted on {len(train_lines)} checked lines ({steps} steps, vihtr adapt)"

@@ -26,6 +26,7 @@ from functools import lru_cache
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
+from vihtr.text.admin_units import load_units
 from vihtr.text.normalize import normalize_text
 
 MAX_SPAN_WORDS = 4
@@ -74,8 +75,6 @@ class AdminTree:
     """Provinces -> districts -> wards (legacy units) and provinces -> wards (units after 2025)."""
 
     def __init__(self, tone_style: str = "old") -> None:
-        from vihtr.data.synthetic.address import load_units
-
         def name(text: str) -> str:
             return normalize_text(text, tone_style)
 

@@ -8,7 +8,7 @@ import os
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vihtr.paths import REPO_ROOT
+from vihtr.paths import REPO_ROOT, kalapa_root, vnondb_archive
 from vihtr.text.charset import VIETNAMESE_CHARSET, longest_label
 
 CONFIG_DIR = REPO_ROOT / "conf"
@@ -50,6 +50,9 @@ def register_resolvers() -> None:
         "vihtr.precision": auto_precision,
         "vihtr.on_gpu": on_gpu,
         "vihtr.repo_root": lambda: str(REPO_ROOT),
+        # the real data's layout under a data root (vihtr.paths)
+        "vihtr.kalapa_root": lambda root: str(kalapa_root(root)),
+        "vihtr.vnondb_archive": lambda root: str(vnondb_archive(root)),
         # a run that begins `start` steps into a schedule of `total`: the steps it has left
         "vihtr.steps_left": lambda total, start: max(int(total) - int(start), 1),
     }

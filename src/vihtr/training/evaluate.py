@@ -31,6 +31,7 @@ from vihtr.data.sources.base import Sample
 from vihtr.data.sources.real import LineFolderSource
 from vihtr.inference.predictor import Predictor
 from vihtr.models.ocr import OCRModel
+from vihtr.models.release import Release, network_state
 from vihtr.text.charset import longest_label
 from vihtr.text.metrics import LineMetrics, strip_diacritics
 
@@ -40,9 +41,7 @@ log = logging.getLogger(__name__)
 def load_model(path: str) -> tuple[OCRModel, Preprocess]:
     """A Lightning checkpoint (.ckpt, averaged or not) or a released model folder."""
     if os.path.isdir(path):
-        from vihtr.models.release import load_release
-
-        model, preprocess, _ = load_release(path)
+        model, preprocess, _ = Release(path).load()
         return model, preprocess
     return model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
 
@@ -50,8 +49,7 @@ def load_model(path: str) -> tuple[OCRModel, Preprocess]:
 def model_from_checkpoint(ckpt: dict) -> tuple[OCRModel, Preprocess]:
     hp = ckpt["hyper_parameters"]
     model = OCRModel(**dict(hp["net"]))
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    model.load_state_dict(network_state(ckpt["state_dict"]))
     return model.eval(), Preprocess.from_dict(dict(hp["preprocess"]))
 
 

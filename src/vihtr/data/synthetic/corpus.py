@@ -16,14 +16,14 @@ import random
 from functools import lru_cache
 from pathlib import Path
 
-from vihtr.paths import ASSETS_DIR, cache_dir, data_root
+from vihtr.paths import ASSETS_DIR, cache_dir, kalapa_root, vnondb_archive
+from vihtr.paths import data_root as data_root_default
 from vihtr.text.charset import VIETNAMESE_CHARSET
 from vihtr.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)
 
 WORDS_FILE = ASSETS_DIR / "words" / "pyvi_words.txt"
-DEFAULT_DATA_ROOT = data_root()
 DEFAULT_CACHE_DIR = cache_dir()
 _CHARSET = frozenset(VIETNAMESE_CHARSET)
 
@@ -53,7 +53,7 @@ def vnondb_transcriptions(
     """A text file of every VNOnDB line transcription, written once into `cache_dir` from the InkML archive."""
     from vihtr.data.sources.inkml import inkml_files, parse_inkml
 
-    archive = Path(archive or DEFAULT_DATA_ROOT / "vnondb" / "InkData_line.tar.xz")
+    archive = Path(archive or vnondb_archive())
     cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
     target = cache_dir / "corpus" / "vnondb_transcriptions.txt"
     if target.is_file() and target.stat().st_mtime >= archive.stat().st_mtime:
@@ -81,7 +81,7 @@ def kalapa_labels(
     data_root: str | os.PathLike | None = None, held_out_fold: int | None = HELD_OUT_FOLD
 ) -> Path | None:
     """The Kalapa labels (`labels.tsv`), without the lines of writers in `held_out_fold` (None: all)."""
-    labels = Path(data_root or DEFAULT_DATA_ROOT) / "kalapa2023" / "labels.tsv"
+    labels = kalapa_root(data_root) / "labels.tsv"
     if not labels.is_file():
         return None
     if held_out_fold is None:
@@ -96,12 +96,11 @@ def default_corpus_files(
 ) -> list[Path]:
     """The Kalapa labels and the VNOnDB transcriptions that exist under `data_root`, without the text of
     the writers in `held_out_fold` (None: every line)."""
-    root = Path(data_root or DEFAULT_DATA_ROOT)
     files = []
-    labels = kalapa_labels(root, held_out_fold)
+    labels = kalapa_labels(data_root, held_out_fold)
     if labels:
         files.append(labels)
-    archive = root / "vnondb" / "InkData_line.tar.xz"
+    archive = vnondb_archive(data_root)
     if archive.is_file() and held_out_fold is None:
         files.append(vnondb_transcriptions(archive))
     elif archive.is_file():
@@ -111,7 +110,9 @@ def default_corpus_files(
         source = InkMLSource(archive, cache_dir=cache, fold=held_out_fold, split="train")
         files.append(_training_text(source, held_out_fold))
     if not files:
-        raise FileNotFoundError(f"no default corpus under {root} (set VIHTR_DATA_ROOT or pass corpus_files)")
+        raise FileNotFoundError(
+            f"no default corpus under {data_root or data_root_default()} (set VIHTR_DATA_ROOT or pass corpus_files)"
+        )
     return files
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vihtr.paths import cache_dir, data_root
+from vihtr.paths import cache_dir, data_root, kalapa_root
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _load_paper(path: str) -> Paper:
 class PaperBank:
     """The training writers' Kalapa crops as clean backgrounds: `sample(rng)` -> a `Paper`.
 
-    root: the real data folder (holding `kalapa2023/`); held_out_fold: the writer fold never used (None:
+    root: the real data folder (default: `vihtr.paths.data_root()`); held_out_fold: the writer fold never used (None:
     every writer). `PaperBank.maybe(...)` returns None where there is no real data, so a fresh machine
     renders on procedural paper instead.
     """
@@ -108,7 +108,7 @@ class PaperBank:
     def __init__(self, root: str | os.PathLike | None = None, held_out_fold: int | None = 0) -> None:
         from vihtr.data.sources.real import LineFolderSource
 
-        folder = Path(root or data_root()) / "kalapa2023"
+        folder = kalapa_root(root)
         source = LineFolderSource(folder, fold=held_out_fold, split="train")
         self.paths = [str(source.root / key) for key in source.keys]
         if not self.paths:
@@ -116,7 +116,7 @@ class PaperBank:
 
     @classmethod
     def maybe(cls, root: str | os.PathLike | None = None, held_out_fold: int | None = 0) -> PaperBank | None:
-        labels = Path(root or data_root()) / "kalapa2023" / "labels.tsv"
+        labels = kalapa_root(root) / "labels.tsv"
         if not labels.is_file():
             log.warning("no real data under %s: synthetic lines use procedural paper", labels.parent.parent)
             return None

@@ -17,7 +17,6 @@ from vihtr.data.folds import parse_fold
 from vihtr.data.sources.base import Sample
 from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.data.synthetic.corpus import (
-    DEFAULT_DATA_ROOT,
     HELD_OUT_FOLD,
     CorpusLineGenerator,
     WordSequenceGenerator,
@@ -28,6 +27,7 @@ from vihtr.data.synthetic.corpus import (
 )
 from vihtr.data.synthetic.paper import PaperBank
 from vihtr.data.synthetic.render import LineRenderer
+from vihtr.paths import kalapa_root
 from vihtr.text.normalize import normalize_text
 
 _MAX_TRIES = 20  # redraws allowed when a generated text falls outside the charset
@@ -154,7 +154,7 @@ class RealLabelSource(SyntheticSource):
     ) -> None:
         path = labels_file or kalapa_labels(held_out_fold=parse_fold(held_out_fold))
         if path is None:
-            raise FileNotFoundError(f"no Kalapa labels under {DEFAULT_DATA_ROOT} (set VIHTR_DATA_ROOT)")
+            raise FileNotFoundError(f"no Kalapa labels under {kalapa_root()} (set VIHTR_DATA_ROOT)")
         self.labels = read_corpus(path)
         super().__init__(name=name, size=size or len(self.labels), held_out_fold=held_out_fold, **kwargs)
 
