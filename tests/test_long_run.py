@@ -87,6 +87,47 @@ def test_channels_last_reads_as_the_default_layout(tmp_path):
     assert torch.allclose(a, b, rtol=1e-4), (a, b)
 
 
+def test_the_ctc_shortcut_trains_the_cnn_alone_and_is_not_part_of_the_released_network(tmp_path):
+    """The shortcut reads the CNN's columns directly: on its own (main CTC weight 0) its gradient reaches the
+    CNN and nothing after it. Its columns line up with the main head's. A checkpoint's network, as a release
+    exports it, loads into a plain `OCRModel` with nothing missing or left over."""
+    from vihtr.models.release import average_checkpoints
+
+    overrides = [*TINY, "decoder=ctc", "model.shortcut_weight=0.5", "model.ctc_weight=0", "seed=2"]
+    cfg = compose_config("train", overrides, tmp_path)
+    system = hydra.utils.instantiate(cfg.model, _recursive_=False, _convert_="all").train()
+    images, widths = torch.rand(2, 1, 32, 160) * 2 - 1, torch.tensor([160, 120])
+    batch = {"images": images, "widths": widths, "targets": torch.tensor([[1, 5, 6, 2], [1, 6, 2, 0]])}
+    batch["target_lengths"] = torch.tensor([4, 3])
+    parts = system._losses(batch)
+    assert torch.isfinite(parts["ctc_shortcut"]) and parts["ctc_shortcut"] > 0
+    assert torch.allclose(parts["loss"], 0.5 * parts["ctc_shortcut"])
+    parts["loss"].backward()
+    grads = {n: p.grad for n, p in system.named_parameters()}
+    assert grads["shortcut.conv.weight"].abs().sum() > 0
+    assert any(
+        g is not None and g.abs().sum() > 0
+        for n, g in grads.items()
+        if n.startswith("model.encoder.backbone.")
+    )
+    after_cnn = [
+        n for n in grads if n.startswith(("model.encoder.proj", "model.encoder.layers", "model.ctc_head"))
+    ]
+    assert after_cnn and all(grads[n] is None or grads[n].abs().sum() == 0 for n in after_cnn)
+    with torch.no_grad():
+        out = system.model(images, widths)
+        assert system.shortcut(out["columns"]).shape == out["ctc_logits"].shape
+    system.eval()
+    assert "ctc_shortcut" not in system._losses(batch)  # validation losses are the network's own
+    checkpoint = tmp_path / "run.ckpt"
+    torch.save({"state_dict": system.state_dict()}, checkpoint)
+    from vihtr.models.ocr import OCRModel
+
+    network = OCRModel(**system.model.config)
+    network.load_state_dict(average_checkpoints([checkpoint]))  # strict: no shortcut weights in it
+    system.load_weights(str(checkpoint))  # init_from a run that had one takes the network's part
+
+
 @pytest.mark.parametrize("name", ["cosine", "linear", "constant"])
 def test_a_schedule_started_midway_continues_the_same_learning_rates(name):
     def rates(start_step, steps):

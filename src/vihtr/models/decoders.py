@@ -1,4 +1,4 @@
-"""Sequence decoders over the encoder memory, and the CTC head.
+"""Sequence decoders over the encoder memory, the CTC head, and the CTC shortcut that trains the CNN.
 
 Both autoregressive decoders share one API, so greedy and beam search are written once:
 - `forward(memory, memory_mask, tgt_in) -> logits B x L x V` (teacher forcing, for training);
@@ -202,3 +202,25 @@ class CTCHead(nn.Module):
 
     def forward(self, memory: torch.Tensor) -> torch.Tensor:
         return self.out(self.drop(memory))
+
+
+class CTCShortcut(nn.Module):
+    """A training-only CTC head on the CNN's own columns, before any context layer (Retsinas et al., "Best
+    practices for a handwritten text recognition system", DAS 2022): the CNN gets a short gradient path to
+    the loss, so it learns to read sooner; it is dropped when a model is released.
+
+    A 1-D convolution over 3 neighbouring columns, each CNN column split into `column_split` output columns,
+    so its columns line up with the main head's and share its padding mask.
+    """
+
+    def __init__(self, channels: int, vocab_size: int, column_split: int = 1) -> None:
+        super().__init__()
+        self.column_split = column_split
+        self.vocab_size = vocab_size
+        self.conv = nn.Conv1d(channels, column_split * vocab_size, kernel_size=3, padding=1)
+
+    def forward(self, columns: torch.Tensor) -> torch.Tensor:
+        """B x T x C CNN columns -> B x (T x column_split) x V class scores."""
+        b, t, _ = columns.shape
+        scores = self.conv(columns.transpose(1, 2)).transpose(1, 2)  # B x T x (k V)
+        return scores.reshape(b, t * self.column_split, self.vocab_size)

