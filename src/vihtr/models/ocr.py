@@ -10,15 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vihtr.models import decoding
 from vihtr.models.decoders import AttentionDecoder, CTCHead, TransformerDecoder
-from vihtr.models.decoding import (
-    DecodeResult,
-    beam_search,
-    check_method,
-    ctc_best_path,
-    default_method,
-    greedy_decode,
-)
+from vihtr.models.decoding import DecodeResult, beam_search, ctc_best_path, greedy_decode
 from vihtr.models.encoder import CNNEncoder
 from vihtr.text.charset import VIETNAMESE_CHARSET, Charset
 
@@ -108,7 +102,7 @@ class OCRModel(nn.Module):
         max_len: int | None = None,
     ) -> DecodeResult:
         """Read a batch: method "greedy", "beam" or "ctc"; None picks greedy, or ctc for a CTC-only model."""
-        method = check_method(method or default_method(self.decoder is not None))
+        method = decoding.check_method(method or decoding.default_method(self.decoder is not None))
         memory, memory_mask = self.encode(images, widths)
         if method == "ctc":
             if self.ctc_head is None:
