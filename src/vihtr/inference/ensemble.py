@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from vihtr.models.decoding import (
     BLANK,
     DecodeResult,
-    beam_search,
     check_method,
     ctc_best_path,
     default_method,
-    greedy_decode,
+    run_decoder,
 )
 from vihtr.text.charset import Charset
 
@@ -223,6 +222,4 @@ class EnsembleDecoder:
             return (ctc_decoder or ctc_best_path)(*ctc_inputs(started[0]))
         lock_step = LockStep(self.models, [s.state for s in started])
         memory, memory_mask = LockStep.placeholder_memory(len(started[0].lengths))
-        if method == "beam":
-            return beam_search(lock_step, memory, memory_mask, self.max_len, beam_size)
-        return greedy_decode(lock_step, memory, memory_mask, self.max_len)
+        return run_decoder(method, lock_step, memory, memory_mask, self.max_len, beam_size)

@@ -149,6 +149,18 @@ def beam_search(
 
 
 @torch.no_grad()
+def run_decoder(
+    method: str, decoder, memory: torch.Tensor, memory_mask: torch.Tensor, max_len: int, beam_size: int = 4
+) -> DecodeResult:
+    """An autoregressive decoder's reading by `method` ("greedy" or "beam"): one model's decoder or an
+    ensemble's lock-step of several, which share the decoder API (the module docstring of `decoders`)."""
+    if method == "greedy":
+        return greedy_decode(decoder, memory, memory_mask, max_len)
+    if method == "beam":
+        return beam_search(decoder, memory, memory_mask, max_len, beam_size)
+    raise ValueError(f"{method!r} is not an autoregressive decoding method")
+
+
 def ctc_best_path(ctc_logits: torch.Tensor, memory_mask: torch.Tensor) -> DecodeResult:
     """Most likely class per column, repeats merged and blanks dropped. A character's probability is the
     highest of the columns it spans; special ids (never CTC targets) act like blanks."""

@@ -12,7 +12,7 @@ from torch import nn
 
 from vihtr.models import decoding
 from vihtr.models.decoders import AttentionDecoder, CTCHead, TransformerDecoder
-from vihtr.models.decoding import DecodeResult, beam_search, ctc_best_path, greedy_decode
+from vihtr.models.decoding import DecodeResult, ctc_best_path
 from vihtr.models.encoder import CNNEncoder
 from vihtr.text.charset import VIETNAMESE_CHARSET, Charset
 
@@ -110,10 +110,9 @@ class OCRModel(nn.Module):
             return ctc_best_path(self.ctc_head(memory), memory_mask)
         if self.decoder is None:
             raise ValueError(f"a CTC-only model cannot decode with {method!r}; use method='ctc'")
-        max_len = max_len or self.max_len
-        if method == "greedy":
-            return greedy_decode(self.decoder, memory, memory_mask, max_len)
-        return beam_search(self.decoder, memory, memory_mask, max_len, beam_size)
+        return decoding.run_decoder(
+            method, self.decoder, memory, memory_mask, max_len or self.max_len, beam_size
+        )
 
     def texts(self, result: DecodeResult) -> list[str]:
         return [self._charset.decode(ids) for ids in result.token_ids]
