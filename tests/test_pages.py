@@ -100,7 +100,8 @@ def test_blank_noisy_and_tiny_pages_have_no_lines_and_a_line_is_one_line(real_im
 
 
 def test_a_held_out_page_reads_nearly_as_well_as_its_lines_alone(held_out_pages, predictor):
-    pages = held_out_pages[0][:2]
+    # all four pages: with two, one hard writer (a third of its characters wrong even alone) sets the ratio
+    pages = held_out_pages[0]
     results = PageReader(predictor).read_many([page.image for page in pages])
     page_cer, line_cer = CharErrorRate(), CharErrorRate()
     page_cer.update([r.text for r in results], [p.text for p in pages])
