@@ -256,7 +256,16 @@ EXPERIMENTS = {
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
-CPU_EXPERIMENTS = {"adapt", "cpu_release", "cpu_small", "lite1_ctc", "lite1_fast", "lite1_long", "lite1_tf", "synth_probe"}
+CPU_EXPERIMENTS = {
+    "adapt",
+    "cpu_release",
+    "cpu_small",
+    "lite1_ctc",
+    "lite1_fast",
+    "lite1_long",
+    "lite1_tf",
+    "synth_probe",
+}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))

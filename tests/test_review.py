@@ -276,3 +276,21 @@ def test_vihtr_adapt_writes_a_release_that_reads_and_a_report(tmp_path, capsys):
     assert "too little data" in capsys.readouterr().err
     assert main(["adapt", str(fixtures), "--model", str(base), "--out", str(base)]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def test_adapt_refuses_labels_whose_images_are_missing(tmp_path):
+    from vihtr.review.adapt import AdaptError, checked_lines
+
+    fixtures = REPO_ROOT / "tests" / "fixtures" / "lines"
+    rows = read_labels(fixtures / "labels.tsv")
+    folder = tmp_path / "checked"
+    folder.mkdir()
+    listed = [f"{fixtures / r}\t{t}\n" for r, t in rows] + [
+        "gone/1.jpg\tmột dòng\n",
+        "gone/2.jpg\thai dòng\n",
+    ]
+    (folder / "labels.tsv").write_text("".join(listed), encoding="utf-8")
+    with pytest.raises(AdaptError, match=r"2 image\(s\) listed in the labels are missing: .*gone/1.jpg"):
+        checked_lines([folder])
+    (folder / "labels.tsv").write_text("".join(listed[:-2]), encoding="utf-8")
+    assert len(checked_lines([folder])) == len(rows)

@@ -46,8 +46,9 @@ class AdaptReport:
 
 
 def checked_lines(folders: list[str | os.PathLike]) -> list[tuple[str, str]]:
-    """(absolute image path, text) of every line in the folders' `labels.tsv` (or the TSV files named)."""
-    lines = []
+    """(absolute image path, text) of every line in the folders' `labels.tsv` (or the TSV files named). An
+    image a table lists but that is not there is an error: a checked line is never dropped unsaid."""
+    lines, missing = [], []
     for folder in folders:
         labels = Path(folder)
         if labels.is_dir():
@@ -59,6 +60,14 @@ def checked_lines(folders: list[str | os.PathLike]) -> list[tuple[str, str]]:
             image = Path(rel) if Path(rel).is_absolute() else labels.parent / rel
             if image.is_file():
                 lines.append((str(image.resolve()), text))
+            else:
+                missing.append(str(image))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise AdaptError(
+            f"{len(missing)} image(s) listed in the labels are missing: {shown}. Restore them, or remove their "
+            "rows from labels.tsv"
+        )
     return lines
 
 
