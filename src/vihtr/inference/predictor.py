@@ -193,11 +193,10 @@ class Predictor:
         confidence to a calibrated one (see `vihtr.inference.calibration`). `domain`: the default of
         `predict`; `address_lm`: the address domain's word n-gram (None: no beam search, tail check only);
         `prose_lm`: the prose domain's syllable n-gram (None: `prose` reads as `general`)."""
-        if method is not None:
-            check_method(method)
+        # None: the models' own; an unknown method, or one they cannot decode with, is refused here, before any
+        # image is read (a decoder without `resolve_method` reads greedily by default)
         resolve = getattr(decoder, "resolve_method", None)
-        # None: the models' own; a method they cannot decode with is refused here, before any image is read
-        method = resolve(method) if resolve is not None else (method or "greedy")
+        method = resolve(method) if resolve is not None else check_method(method or "greedy")
         self.decoder = decoder
         self.preprocesses = list(preprocesses)
         self.charset = charset

@@ -127,7 +127,8 @@ def adapt(
     from vihtr.training.run import train
 
     base, out = Path(base), Path(out)
-    if not Release(base).weights_path.is_file():
+    release = Release(base)
+    if not release.weights_path.is_file():
         raise AdaptError(f"no released model at {base} (a folder with weights.pt and config.json)")
     if out.resolve() == base.resolve():
         raise AdaptError("--out must be a new folder: the base release is never overwritten")
@@ -143,7 +144,7 @@ def adapt(
             [
                 "experiment=adapt",
                 f"adapt_dir={work}",
-                f"model.init_from={Release(base).weights_path}",
+                f"model.init_from={release.weights_path}",
                 f"trainer.max_steps={steps}",
                 f"trainer.val_check_interval={every}",
                 f"seed={seed}",
@@ -157,7 +158,7 @@ def adapt(
         train(cfg)
         checkpoints = sorted((work / "run" / "checkpoints").glob("*.ckpt"))
         model, preprocess = load_model(str(checkpoints[-1])) if checkpoints else load_model(str(base))
-        metadata = Release(base).metadata
+        metadata = release.metadata
         metadata = {k: v for k, v in metadata.items() if k not in ("schedule", "source_checkpoint")}
         metadata["notes"] = (
             f"{base.name} adapted on {len(train_lines)} checked lines ({steps} steps, vihtr adapt)"
