@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import zlib
@@ -102,9 +103,35 @@ def call(url: str, method: str = "GET", body: bytes | None = None, content_type:
 
 
 def call_json(url: str, method: str = "GET", body: bytes | None = None, content_type: str | None = None):
+    """-> (status, answer); every answer of a documented route is checked against the served document."""
     status, headers, raw = call(url, method, body, content_type)
     assert headers.get_content_type() == "application/json", raw[:200]
-    return status, json.loads(raw)
+    answer = json.loads(raw)
+    check_documented(url, method, status, answer)
+    return status, answer
+
+
+def check_documented(url: str, method: str, status: int, answer) -> None:
+    """The answer must be one the server's /openapi.json describes for that route: its status listed, its
+    body valid under that status's schema (no key missing, none undocumented)."""
+    import jsonschema
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.path == "/openapi.json":
+        return
+    status_doc, _, raw = call(f"{parts.scheme}://{parts.netloc}/openapi.json")
+    assert status_doc == 200
+    spec = json.loads(raw)
+    for template, operations in spec["paths"].items():
+        pattern = "^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(template)) + "$"
+        if re.match(pattern, parts.path) and method.lower() in operations:
+            break
+    else:
+        return  # not a route of the API (an unknown path, a method it does not take)
+    responses = operations[method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {parts.path} answered {status}: not in the document"
+    schema = responses[str(status)]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": spec["components"]}).validate(answer)
 
 
 def multipart(files: list[tuple[str, str, bytes]], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
@@ -272,6 +299,7 @@ def test_health_reports_models_and_version(server, line_images):
         "status": "ok",
         "models_loaded": True,
         "model": [SHIPPED_DEFAULT.name],
+        "model_error": "",
         "version": vihtr.__version__,
         "limits": {
             "max_files": MAX_FILES,
@@ -295,6 +323,29 @@ def test_openapi_lists_every_route(server, tiny_release):
         assert path in spec["paths"], f"{path} missing from openapi.json"
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert method.lower() in spec["paths"][path], f"{method} {path} missing from openapi.json"
+
+
+def test_the_document_check_refuses_answers_the_document_does_not_describe(server):
+    """`call_json` checks every answer against /openapi.json; here it must catch a key added, a key missing,
+    a wrong type and an unlisted status."""
+    import jsonschema
+
+    status, health = call_json(f"{server}/health")
+    for changed in (
+        {**health, "uptime": 3},
+        {k: v for k, v in health.items() if k != "limits"},
+        {**health, "models_loaded": "yes"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            check_documented(f"{server}/health", "GET", 200, changed)
+    with pytest.raises(AssertionError, match="not in the document"):
+        check_documented(f"{server}/health", "GET", 404, {"error": "gone"})
+    status, answer = post_images(server, [("line", png_bytes())])
+    prediction = answer["predictions"][0]
+    with pytest.raises(jsonschema.ValidationError):  # a prediction's keys are documented one by one
+        check_documented(
+            f"{server}/api/predict", "POST", 200, {**answer, "predictions": [{**prediction, "score": 1}]}
+        )
 
 
 def test_page_is_served_with_its_controls_and_safe_headers(server):

@@ -14,9 +14,9 @@ from PIL import Image, ImageDraw
 
 from vihtr.cli import main
 from vihtr.data.pages import PhotoEffect, kalapa_form, page_set
+from vihtr.inference.answers import page_json, prediction_json
 from vihtr.inference.layout import box_iou, find_lines, match_boxes
-from vihtr.inference.pages import PageReader, page_json
-from vihtr.inference.types import prediction_json
+from vihtr.inference.pages import PageReader
 from vihtr.text.metrics import CharErrorRate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

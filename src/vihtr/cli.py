@@ -24,8 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vihtr.inference.answers import prediction_json
 from vihtr.inference.domains import DOMAINS
-from vihtr.inference.types import BACKENDS, prediction_json
+from vihtr.inference.types import BACKENDS
 from vihtr.models.decoding import DECODE_METHODS
 from vihtr.training import lifecycle
 
@@ -148,7 +149,8 @@ def run_pages(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from vihtr.inference.pages import PageReader, page_json
+    from vihtr.inference.answers import page_json
+    from vihtr.inference.pages import PageReader
 
     reader = PageReader(predictor)
     # TXT files mirror the inputs below their common folder: pages of the same name in two folders both keep theirs

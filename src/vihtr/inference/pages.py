@@ -23,7 +23,7 @@ from vihtr.data.preprocess import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
 from vihtr.inference.layout import WORK_SIDE, Box, FoundLine, find_lines
 from vihtr.inference.orientation import box_before_turn, sideways, turned
 from vihtr.inference.predictor import CUT_AS_LINE, source_name
-from vihtr.inference.types import Prediction, prediction_json
+from vihtr.inference.types import Prediction
 
 TRIAL_LINES = 3  # lines read both ways up to tell an upside-down page
 FLIP_MARGIN = 0.1  # mean confidence by which the turned-over reading must win
@@ -119,19 +119,3 @@ class PageReader:
             # a line read as nothing (a stroke, a smudge) is not a line of the page
             result.lines = [line for line in result.lines if line.prediction.text.strip()]
         return results
-
-
-def page_json(result: PageResult, review_below: float | None = None) -> dict:
-    """One page as the CLI and the API give it: `text`, and each line's box with its prediction."""
-    return {
-        "path": result.source,
-        "text": result.text,
-        "width": result.size[0],
-        "height": result.size[1],
-        "turn": result.turn,
-        "lines": [
-            {"box": list(line.box), **prediction_json(line.prediction, review_below)} for line in result.lines
-        ],
-        "ms": round(result.ms, 1),
-        "error": result.error,
-    }

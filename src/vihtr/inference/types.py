@@ -1,4 +1,4 @@
-"""What a prediction returns, shared by the predictor, the CLI and the web app."""
+"""What a prediction returns, shared by the predictor, the CLI and the web app (its JSON: `vihtr.inference.answers`)."""
 
 from __future__ import annotations
 
@@ -21,26 +21,3 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def prediction_json(prediction, review_below: float | None = None) -> dict:
-    """One prediction as the CLI's rows and the API's answers give it: numbers rounded, and `review` (under
-    the release's review threshold, or with a warning, so worth checking by hand; False for an unread input).
-    The one place that says what a prediction looks like outside Python."""
-    confidence = float(prediction.confidence)
-    error = getattr(prediction, "error", "") or ""
-    return {
-        "text": prediction.text,
-        "confidence": round(confidence, 4),
-        "char_confidences": [round(float(c), 4) for c in prediction.char_confidences],
-        "review": bool(
-            not error
-            and (
-                getattr(prediction, "warning", "") or (review_below is not None and confidence < review_below)
-            )
-        ),
-        "domain": getattr(prediction, "domain", "") or "",
-        "warning": getattr(prediction, "warning", "") or "",
-        "ms": round(float(getattr(prediction, "ms", 0.0)), 2),
-        "error": error,
-    }

@@ -29,6 +29,7 @@ from vihtr.data.datamodule import LineDataModule
 from vihtr.data.preprocess import Preprocess
 from vihtr.data.sources.base import Sample
 from vihtr.data.sources.real import LineFolderSource
+from vihtr.inference.answers import prediction_json
 from vihtr.inference.predictor import Predictor
 from vihtr.models.ocr import OCRModel
 from vihtr.models.release import Release, network_state
@@ -130,16 +131,11 @@ def evaluation_lines(cfg: DictConfig, predictor: Predictor) -> list[Sample]:
 
 
 def read_lines(predictor: Predictor, lines: list[Sample], domain: str | None = None) -> list[dict]:
-    """One row per line: source, writer, target, prediction, confidence."""
+    """One row per line: its source, writer and target, then its reading as the CLI and the API give it
+    (`text`, `confidence`, `domain`...)."""
     preds = predictor.predict([line.image for line in lines], domain=domain)
     return [
-        {
-            "source": line.source,
-            "writer": line.group,
-            "target": line.text,
-            "prediction": p.text,
-            "confidence": p.confidence,
-        }
+        {"source": line.source, "writer": line.group, "target": line.text, **prediction_json(p)}
         for line, p in zip(lines, preds, strict=True)
     ]
 
@@ -147,8 +143,8 @@ def read_lines(predictor: Predictor, lines: list[Sample], domain: str | None = N
 def summarise(rows: list[dict]) -> dict:
     per_source: dict[str, LineMetrics] = defaultdict(LineMetrics)
     for r in rows:
-        per_source[r["source"]].update([r["prediction"]], [r["target"]])
-        per_source["all"].update([r["prediction"]], [r["target"]])
+        per_source[r["source"]].update([r["text"]], [r["target"]])
+        per_source["all"].update([r["text"]], [r["target"]])
     return {source: m.compute() for source, m in sorted(per_source.items())}
 
 
@@ -156,9 +152,9 @@ def error_kinds(rows: list[dict]) -> dict:
     """Split wrong lines: right letters with wrong marks only, vs base-letter (or spacing) errors."""
     kinds = {"exact": 0, "diacritics_only": 0, "base_letters": 0}
     for r in rows:
-        if r["prediction"] == r["target"]:
+        if r["text"] == r["target"]:
             kinds["exact"] += 1
-        elif strip_diacritics(r["prediction"]) == strip_diacritics(r["target"]):
+        elif strip_diacritics(r["text"]) == strip_diacritics(r["target"]):
             kinds["diacritics_only"] += 1
         else:
             kinds["base_letters"] += 1
@@ -169,9 +165,9 @@ def write_lines(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(["source", "writer", "edits", "target", "prediction"])
-        for r in sorted(rows, key=lambda r: -editdistance.eval(r["prediction"], r["target"])):
-            edits = editdistance.eval(r["prediction"], r["target"])
-            writer.writerow([r["source"], r["writer"], edits, r["target"], r["prediction"]])
+        for r in sorted(rows, key=lambda r: -editdistance.eval(r["text"], r["target"])):
+            edits = editdistance.eval(r["text"], r["target"])
+            writer.writerow([r["source"], r["writer"], edits, r["target"], r["text"]])
 
 
 def plot_errors(rows: list[dict], path: Path) -> None:
@@ -186,7 +182,7 @@ def plot_errors(rows: list[dict], path: Path) -> None:
         edits, chars = defaultdict(int), defaultdict(int)
         for r in rows:
             k = key(r)
-            edits[k] += editdistance.eval(r["prediction"], r["target"])
+            edits[k] += editdistance.eval(r["text"], r["target"])
             chars[k] += max(len(r["target"]), 1)
         return {k: edits[k] / chars[k] for k in edits}
 
@@ -194,7 +190,7 @@ def plot_errors(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(sources), 2, figsize=(14, 4.5 * len(sources)), squeeze=False)
     for (a, b), source in zip(axes, sources):
         mine = [r for r in rows if r["source"] == source]
-        overall = sum(editdistance.eval(r["prediction"], r["target"]) for r in mine) / max(
+        overall = sum(editdistance.eval(r["text"], r["target"]) for r in mine) / max(
             sum(len(r["target"]) for r in mine), 1
         )
         by_writer = cer_by(mine, lambda r: r["writer"])

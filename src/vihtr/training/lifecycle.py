@@ -182,8 +182,8 @@ def calibrate(args: argparse.Namespace) -> int:
         for row in read_lines(predictor, lines):
             label = row["target"]
             raw.append(row["confidence"])
-            accuracy.append(max(0.0, 1 - editdistance.eval(row["prediction"], label) / max(1, len(label))))
-            exact.append(row["prediction"] == label)
+            accuracy.append(max(0.0, 1 - editdistance.eval(row["text"], label) / max(1, len(label))))
+            exact.append(row["text"] == label)
             half.append(f"{source}/{row['writer']}")
             sources.append(source)
     try:
