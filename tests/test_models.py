@@ -144,7 +144,7 @@ def test_transformer_cache_grows_by_one_token_per_step():
     state = model.decoder.init_state(memory, mask)
     for length in (1, 2, 3):
         _, state = model.decoder.step(state, torch.tensor([SOS]))
-        assert all(cache["k"].shape[2] == length for cache in state["caches"])
+        assert state["past_k"].shape[3] == length and state["past_v"].shape[3] == length
 
 
 @pytest.mark.parametrize("decoder", ["transformer", "attention"])

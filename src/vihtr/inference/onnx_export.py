@@ -39,8 +39,7 @@ from torch import nn
 
 from vihtr.data.preprocess import PAD_VALUE, Preprocess
 from vihtr.inference.ensemble import Started
-from vihtr.models.decoders import TransformerDecoder
-from vihtr.models.layers import sinusoidal_positions
+from vihtr.models.decoders import TransformerDecoder, batch_axis
 from vihtr.models.release import CONFIG_FILE, WEIGHTS_FILE, Release, load_release
 from vihtr.paths import cache_dir
 from vihtr.text.charset import Charset
@@ -83,33 +82,19 @@ class EncoderGraph(nn.Module):
         if self.with_ctc:
             outputs.append(F.log_softmax(self.model.ctc_head(memory).float(), dim=-1))
         if self.with_decoder:
-            kv = [layer.cross_attn.project_kv(memory) for layer in self.model.decoder.layers]
-            outputs += [
-                torch.stack([k for k, _ in kv]),
-                torch.stack([v for _, v in kv]),
-            ]  # layers x B x H x S x dh
+            outputs += self.model.decoder.memory_kv(memory)  # layers x B x H x S x dh each
         return tuple(outputs)
 
 
 class DecoderStepGraph(nn.Module):
-    """One transformer decoding step with explicit caches (`TransformerDecoder.step` without a dict state)."""
+    """One transformer decoding step: `TransformerDecoder.step_tensors`, the function torch decoding runs."""
 
     def __init__(self, decoder: TransformerDecoder) -> None:
         super().__init__()
         self.decoder = decoder
 
     def forward(self, prev_tokens, past_k, past_v, mem_k, mem_v, mem_attn_mask):
-        dec = self.decoder
-        position = sinusoidal_positions(1, dec.d_model, prev_tokens.device, offset=past_k.shape[3])
-        x = dec.embed(prev_tokens[:, None]) * (dec.d_model**0.5) + position
-        new_k, new_v = [], []
-        for i, layer in enumerate(dec.layers):
-            cache = {"k": past_k[i], "v": past_v[i], "mem_k": mem_k[i], "mem_v": mem_v[i]}
-            x = layer.step(x, cache, mem_attn_mask)
-            new_k.append(cache["k"])
-            new_v.append(cache["v"])
-        log_probs = F.log_softmax(dec.out(dec.norm(x[:, 0])).float(), dim=-1)
-        return log_probs, torch.stack(new_k), torch.stack(new_v)
+        return self.decoder.step_tensors(prev_tokens, past_k, past_v, mem_k, mem_v, mem_attn_mask)
 
 
 class FixedPadConv2d(nn.Conv2d):
@@ -414,7 +399,4 @@ class OnnxModel:
 
     def reorder(self, state: dict, index: torch.Tensor) -> dict:
         rows = index.numpy()
-        return {
-            name: np.take(value, rows, axis=0 if name == "mem_attn_mask" else 1)
-            for name, value in state.items()
-        }
+        return {name: np.take(value, rows, axis=batch_axis(name)) for name, value in state.items()}

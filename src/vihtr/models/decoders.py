@@ -102,25 +102,49 @@ class TransformerDecoder(nn.Module):
             x = layer(x, mem_k, mem_v, attn_mask)
         return self.out(self.norm(x))
 
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer's cross-attention keys and values of the memory, computed once a line:
+        layers x B x heads x columns x head_dim each."""
+        kv = [layer.cross_attn.project_kv(memory) for layer in self.layers]
+        return torch.stack([k for k, _ in kv]), torch.stack([v for _, v in kv])
+
+    def step_tensors(self, prev_tokens, past_k, past_v, mem_k, mem_v, mem_attn_mask):
+        """One decoding step on plain tensors, as torch decoding runs it and the ONNX step graph exports it:
+        the newest tokens (B) and the prefix's self-attention keys/values (layers x B x heads x prefix x
+        head_dim) -> next-token log-probs and the keys/values with this token's appended."""
+        x = self._embed(prev_tokens[:, None], past_k.shape[3])
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            cache = {"k": past_k[i], "v": past_v[i], "mem_k": mem_k[i], "mem_v": mem_v[i]}
+            x = layer.step(x, cache, mem_attn_mask)
+            new_k.append(cache["k"])
+            new_v.append(cache["v"])
+        log_probs = F.log_softmax(self.out(self.norm(x[:, 0])).float(), dim=-1)
+        return log_probs, torch.stack(new_k), torch.stack(new_v)
+
     def init_state(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> State:
-        b = memory.shape[0]
-        caches = []
-        for layer in self.layers:
-            mem_k, mem_v = layer.cross_attn.project_kv(memory)
-            empty = mem_k.new_zeros(b, mem_k.shape[1], 0, mem_k.shape[3])
-            caches.append({"k": empty, "v": empty, "mem_k": mem_k, "mem_v": mem_v})
-        return {"caches": caches, "attn_mask": key_padding_to_attn_mask(memory_mask), "length": 0}
+        """The state `step` carries: `step_tensors`' inputs (the ONNX step graph's too) but the tokens."""
+        mem_k, mem_v = self.memory_kv(memory)
+        past = mem_k.new_zeros(*mem_k.shape[:3], 0, mem_k.shape[4])
+        return {
+            "past_k": past,
+            "past_v": past,
+            "mem_k": mem_k,
+            "mem_v": mem_v,
+            "mem_attn_mask": key_padding_to_attn_mask(memory_mask),
+        }
 
     def step(self, state: State, prev_tokens: torch.Tensor) -> tuple[torch.Tensor, State]:
-        caches = [dict(c) for c in state["caches"]]  # the caller's state stays valid
-        x = self._embed(prev_tokens[:, None], state["length"])
-        for layer, cache in zip(self.layers, caches):
-            x = layer.step(x, cache, state["attn_mask"])
-        log_probs = F.log_softmax(self.out(self.norm(x[:, 0])).float(), dim=-1)
-        return log_probs, {"caches": caches, "attn_mask": state["attn_mask"], "length": state["length"] + 1}
+        log_probs, past_k, past_v = self.step_tensors(prev_tokens, **state)
+        return log_probs, {**state, "past_k": past_k, "past_v": past_v}
 
     def reorder_state(self, state: State, index: torch.Tensor) -> State:
-        return index_batch(state, index)
+        return {name: value.index_select(batch_axis(name), index) for name, value in state.items()}
+
+
+def batch_axis(name: str) -> int:
+    """The batch axis of a transformer decoding state's tensor: 1 after the layers axis, 0 for the mask."""
+    return 0 if name == "mem_attn_mask" else 1
 
 
 class AttentionDecoder(nn.Module):
