@@ -138,18 +138,28 @@ def test_beam_search_with_the_lm_settles_a_reading_the_model_is_torn_on():
 
 def test_auto_searches_with_the_address_lm_only_lines_that_end_like_an_address():
     from vihtr.inference.domains import AddressDomain, routed_decoder
+    from vihtr.inference.types import Prediction
 
     charset = Charset()
     domain = AddressDomain(charset)
+    parsed = []
+    best_chain = domain.corrector.best_chain
+    domain.corrector.best_chain = lambda line: parsed.append(line) or best_chain(line)
     for text, gated_in in (("Cao Lãnh Đồng Trốp", True), ("Anh về Đồng Trốp", False)):
         wrong, right = text, text.replace("Trốp", "Tháp")
         full, mask = ctc_log_probs(charset, [(wrong, 0.6), (right, 0.4)])
         chosen = []
+        parsed.clear()
         # no prose LM: the lines that are no address keep their plain reading
         auto = routed_decoder(charset, domain, None, chosen)(full, mask)
-        assert charset.decode(auto.token_ids[0]) == (right if gated_in else wrong)
-        assert chosen == [["address" if gated_in else "general"]]
-        assert domain.looks_like_address(wrong) == gated_in
+        read = charset.decode(auto.token_ids[0])
+        assert read == (right if gated_in else wrong)
+        assert [[route.domain for route in routes] for routes in chosen] == [
+            ["address" if gated_in else "general"]
+        ]
+        # the tail check reuses the routing's parse of the tail when the search kept the text
+        domain.postprocess(Prediction(read, 0.9, [0.9] * len(read)), chosen[0][0])
+        assert parsed == ([wrong, right] if gated_in else [wrong])
 
 
 @pytest.fixture(scope="module")

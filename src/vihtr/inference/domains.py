@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from vihtr.inference.types import Prediction
@@ -56,6 +57,16 @@ def realign_confidences(old: str, new: str, confidences: list[float]) -> list[fl
     return out
 
 
+@dataclass
+class Route:
+    """How `auto` read a line: the domain chosen, on which text (the line's best path), and that text's
+    address tail (`vihtr.text.address.Match`es; [] when none)."""
+
+    domain: str
+    text: str
+    chain: list
+
+
 class AddressDomain:
     """What the address domain adds: CTC beam search with the LM (`ctc_decoder`), and the tail check
     (`postprocess`)."""
@@ -72,16 +83,21 @@ class AddressDomain:
             self.beam = KenLMCTCDecoder(charset, Path(lm_path))
         self.corrector = AddressCorrector()
 
-    def looks_like_address(self, text: str) -> bool:
-        return len(self.corrector.best_chain(text)) >= AUTO_MIN_UNITS
+    def route(self, text: str, fallback: str) -> Route:
+        """`address` for a reading that ends like an address, else `fallback`; the tail found is kept, so
+        the tail check need not look for it again."""
+        chain = self.corrector.best_chain(text)
+        return Route("address" if len(chain) >= AUTO_MIN_UNITS else fallback, text, chain)
 
     def ctc_decoder(self):
         """A `ctc_decoder(log_probs, padding_mask) -> DecodeResult` for `EnsembleDecoder`: beam search with
         the address LM, or None without an LM."""
         return self.beam
 
-    def postprocess(self, prediction: Prediction) -> Prediction:
-        corrected = self.corrector.correct(prediction.text)
+    def postprocess(self, prediction: Prediction, route: Route | None = None) -> Prediction:
+        """The tail check. `route`: the line's routing, whose tail is reused when the search kept its text."""
+        chain = route.chain if route is not None and route.text == prediction.text else None
+        corrected = self.corrector.correct(prediction.text, chain)
         if corrected != prediction.text:
             prediction.char_confidences = realign_confidences(
                 prediction.text, corrected, prediction.char_confidences
@@ -116,23 +132,25 @@ class ProseDomain:
         return self.beam
 
 
-def routed_decoder(charset, address: AddressDomain, prose: ProseDomain | None, chosen: list[list[str]]):
+def routed_decoder(charset, address: AddressDomain, prose: ProseDomain | None, chosen: list[list[Route]]):
     """The `auto` domain's `ctc_decoder`: each line's best path picks its domain (`address` when it ends
     like an address, else `prose`; `general` when there is no prose LM), which then searches that line.
-    Each call appends its lines' choices to `chosen` (an ensemble calls it once per model)."""
+    Each call appends its lines' `Route`s to `chosen` (an ensemble calls it once per model)."""
     from vihtr.models.decoding import ctc_best_path
+
+    searches = {
+        "address": address.ctc_decoder(),
+        "prose": prose.ctc_decoder() if prose else None,
+        "general": None,
+    }
 
     def decode(log_probs, padding_mask):
         result = ctc_best_path(log_probs, padding_mask)
         chosen.append([])
         for row, ids in enumerate(result.token_ids):
-            if address.looks_like_address(charset.decode(ids)):
-                domain, search = "address", address.ctc_decoder()
-            elif prose is not None:
-                domain, search = "prose", prose.ctc_decoder()
-            else:
-                domain, search = "general", None
-            chosen[-1].append(domain)
+            route = address.route(charset.decode(ids), "prose" if prose is not None else "general")
+            chosen[-1].append(route)
+            search = searches[route.domain]
             if search is not None:
                 line = search(log_probs[row : row + 1], padding_mask[row : row + 1])
                 result.token_ids[row], result.token_probs[row] = line.token_ids[0], line.token_probs[0]

@@ -43,6 +43,7 @@ from vihtr.inference.domains import (
     PROSE_LM,
     AddressDomain,
     ProseDomain,
+    Route,
     check_domain,
     routed_decoder,
 )
@@ -316,7 +317,7 @@ class Predictor:
             self._prose = ProseDomain(self.charset, self.prose_lm)
         return self._prose
 
-    def _ctc_search(self, domain: str, chosen: list[list[str]]):
+    def _ctc_search(self, domain: str, chosen: list[list[Route]]):
         """The CTC search a domain reads with (None: best path) and, for `auto`, its per-line router."""
         if domain == "address":
             return self.address.ctc_decoder()
@@ -384,20 +385,20 @@ class Predictor:
                     (torch.stack([tensors[i][m] for i in chunk]), torch.full((len(chunk),), width))
                     for m, width in enumerate(key)
                 ]
-                chosen: list[list[str]] = []
+                chosen: list[list[Route]] = []
                 search = self._ctc_search(domain, chosen) if self.method == "ctc" else None
                 result = self.decoder(
                     batches, method=self.method, beam_size=self.beam_size, ctc_decoder=search
                 )
                 # auto: the first model's choice (an ensemble's models may choose apart)
-                read_as = chosen[0] if chosen else [used] * len(chunk)
+                routes = chosen[0] if chosen else [None] * len(chunk)
                 share = (time.perf_counter() - t0) * 1000 / len(chunk)
                 lines = zip(result.token_ids, result.token_probs, result.scores)
                 for k, (i, (ids, probs, score)) in enumerate(zip(chunk, lines)):
                     prediction = to_prediction(ids, probs, score, self.charset, self.calibration)
                     if address:
-                        prediction = address.postprocess(prediction)
-                    prediction.domain = read_as[k]
+                        prediction = address.postprocess(prediction, routes[k])
+                    prediction.domain = routes[k].domain if routes[k] else used
                     prediction.source = source_name(images[i])
                     prediction.ms = load_ms[i] + share
                     if warnings.get(i):

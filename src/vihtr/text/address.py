@@ -202,8 +202,10 @@ class AddressCorrector:
 
         return max(chains, key=gain)
 
-    def correct(self, line: str) -> str:
-        chain = self.best_chain(line)
+    def correct(self, line: str, chain: list[Match] | None = None) -> str:
+        """`line` with its tail's unit names spelled as the tree spells them. `chain`: `best_chain(line)`
+        when the caller has it already."""
+        chain = self.best_chain(line) if chain is None else chain
         edits = sum(m.distance for m in chain)
         if not edits:
             return line
