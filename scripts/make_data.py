@@ -16,12 +16,12 @@ import logging
 import random
 from pathlib import Path
 
+import hydra
 from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 import vihtr  # noqa: F401  (environment fixes before anything else)
-from vihtr.data.synthetic import sources as synthetic_sources
 from vihtr.paths import ASSETS_DIR, REPO_ROOT
 
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "make_data.yaml"
@@ -31,8 +31,13 @@ log = logging.getLogger("make_data")
 
 
 def build_source(spec: dict, seed: int):
-    kwargs = {k: v for k, v in spec.items() if k not in ("class", "count")}
-    return getattr(synthetic_sources, spec["class"])(size=spec["count"], seed=seed, **kwargs)
+    """A source as the training configs define one: `_target_` and its constructor's keywords."""
+    if "_target_" not in spec:
+        raise ValueError(
+            f"source {spec.get('name')!r}: no _target_ (the class to build, e.g. "
+            "vihtr.data.synthetic.sources.AddressSource)"
+        )
+    return hydra.utils.instantiate(spec, seed=seed)
 
 
 def write_source(source, out_dir: Path, seed: int, quality: int = 90) -> int:
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.sources and name not in args.sources:
             continue
         if args.count is not None:
-            spec["count"] = args.count
+            spec["size"] = args.count
         source = build_source({"name": name, **spec}, seed)
         new = write_source(source, out_root / name, seed)
         sheet = contact_sheet(out_root / name)

@@ -166,8 +166,10 @@ def _load_make_data():
 def test_make_data_writes_resumes_and_repeats(tmp_path, corpus_file):
     config = tmp_path / "make_data.yaml"
     config.write_text(
-        f"seed: 3\nout_dir: unused\nsources:\n  synth_corpus:\n    class: CorpusSource\n    count: 6\n"
-        f"    corpus_files: ['{corpus_file}']\n  synth_words:\n    class: WordSource\n    count: 6\n"
+        "seed: 3\nout_dir: unused\nsources:\n"
+        "  synth_corpus:\n    _target_: vihtr.data.synthetic.sources.CorpusSource\n    size: 6\n"
+        f"    corpus_files: ['{corpus_file}']\n"
+        "  synth_words:\n    _target_: vihtr.data.synthetic.sources.WordSource\n    size: 6\n"
     )
     make_data = _load_make_data()
     out = tmp_path / "synth"
@@ -235,7 +237,8 @@ def test_make_data_shows_real_and_synthetic_lines_side_by_side(tmp_path, data_ro
 
     config = tmp_path / "make_data.yaml"
     config.write_text(
-        "seed: 0\nout_dir: unused\nsources:\n  synth_address:\n    class: AddressSource\n    count: 3\n"
+        "seed: 0\nout_dir: unused\nsources:\n"
+        "  synth_address:\n    _target_: vihtr.data.synthetic.sources.AddressSource\n    size: 3\n"
     )
     out = tmp_path / "synth"
     _load_make_data().main(["--config", str(config), "--out", str(out)])
