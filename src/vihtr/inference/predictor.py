@@ -81,7 +81,9 @@ def default_model_paths() -> list[str]:
     return found
 
 
-def resolve_backend(backend: str, paths: Sequence[str | os.PathLike], device: str = "cpu") -> str:
+def resolve_backend(
+    backend: str, releases: Sequence[Release | str | os.PathLike], device: str = "cpu"
+) -> str:
     """`auto`: onnxruntime on a CPU when every model exports (CTC heads, transformer decoders; it reads the
     shipped model 1.4-1.6x faster than torch, the same text), else torch."""
     if backend not in BACKENDS:
@@ -90,29 +92,9 @@ def resolve_backend(backend: str, paths: Sequence[str | os.PathLike], device: st
         return backend
     if device != "cpu":
         return "torch"
-    decoders = {Release(p).model_config.get("decoder") for p in paths}
+    releases = [r if isinstance(r, Release) else Release(r) for r in releases]
+    decoders = {r.model_config.get("decoder") for r in releases}
     return "onnx" if decoders <= {"transformer", "none"} else "torch"
-
-
-def recommended_method(paths: Sequence[str | os.PathLike]) -> str | None:
-    """The decoding the first release recommends (`Release.decode_method`), else None: the model's own (CTC for
-    a CTC-only model, else greedy)."""
-    for path in paths:
-        method = Release(path).decode_method
-        if method:
-            return method
-    return None
-
-
-def release_domain(path: str | os.PathLike) -> str:
-    """The decoding domain a release reads in by default (`metadata.domain`), else `general`."""
-    return check_domain(Release(path).domain or DEFAULT_DOMAIN)
-
-
-def release_calibration(path: str | os.PathLike) -> Calibration | None:
-    """The confidence calibration a release carries (`metadata.calibration`), if any."""
-    stored = Release(path).calibration
-    return Calibration.from_dict(stored) if stored else None
 
 
 def to_prediction(
@@ -235,8 +217,8 @@ class Predictor:
         `backend="onnx"` runs the exported graphs with onnxruntime (exported on first use into `onnx_cache`,
         default `<release>/onnx/`); `"auto"`: onnx where the models export (`resolve_backend`); `threads`
         sets torch's intra-op threads, or onnxruntime's with the onnx backend (which sets torch's to one).
-        `method=None` takes the decoding the release recommends (`recommended_method`); `domain=None` the
-        release's default domain (`release_domain`).
+        `method=None` takes the decoding the first release recommends (`Release.decode_method`, else the
+        model's own); `domain=None` the first release's default domain (`Release.domain`, else general).
         """
         if paths is None:
             paths = default_model_paths()
@@ -244,9 +226,10 @@ class Predictor:
             paths = [paths]
         if not paths:
             raise ValueError("no model paths given")
-        backend = resolve_backend(backend, paths, device)
-        if method is None:
-            method = recommended_method(paths)
+        releases = [Release(path).opened() for path in paths]  # each config.json read once
+        backend = resolve_backend(backend, releases, device)
+        if method is None:  # the first release's recommendation, else the models' own
+            method = next((r.decode_method for r in releases if r.decode_method), None)
         if backend == "onnx":
             # torch only post-processes here (CTC best path on a few thousand columns); with more threads its
             # idle OpenMP workers spin on the cores onnxruntime needs: the fast model read a line in 17.5 ms
@@ -255,13 +238,15 @@ class Predictor:
         elif threads:
             torch.set_num_threads(threads)
         models, preprocesses = [], []
-        for path in paths:
+        for release in releases:
             if backend == "onnx":
                 from vihtr.inference.onnx_export import OnnxModel
 
-                model, preprocess = OnnxModel.from_release(path, cache_dir=onnx_cache, threads=threads)
+                model, preprocess = OnnxModel.from_release(
+                    release.folder, cache_dir=onnx_cache, threads=threads
+                )
             else:
-                model, preprocess, _ = Release(path).load(device=device)
+                model, preprocess, _ = release.load(device=device)
                 model = model.float().eval()  # fp16 weights run as fp32 on CPU
                 # channels-last weights: the CNN's depthwise convolutions run ~10 % faster on an idle CPU
                 # and far faster when other processes contend for the cores (oneDNN); outputs agree with
@@ -269,6 +254,7 @@ class Predictor:
                 model.encoder.backbone.to(memory_format=torch.channels_last)
             models.append(model)
             preprocesses.append(preprocess)
+        calibration = releases[0].calibration
         return cls.from_models(
             models,
             preprocesses,
@@ -276,8 +262,9 @@ class Predictor:
             beam_size=beam_size,
             batch_size=batch_size,
             device=device if backend == "torch" else "cpu",
-            calibration=release_calibration(paths[0]) if len(paths) == 1 else None,
-            domain=domain or release_domain(paths[0]),
+            # calibrated as one model: an ensemble's confidences are another model's
+            calibration=Calibration.from_dict(calibration) if len(releases) == 1 and calibration else None,
+            domain=domain or releases[0].domain or DEFAULT_DOMAIN,
             address_lm=address_lm,
             prose_lm=prose_lm,
         )

@@ -39,10 +39,12 @@ def network_state(state: dict[str, torch.Tensor], prefix: str = NETWORK_PREFIX) 
 
 class Release:
     """A released model folder: what it holds, read on demand (never cached: a calibration written by
-    another process is seen), and its metadata updated in place."""
+    another process is seen), and its metadata updated in place. `opened()` reads config.json once for a
+    reader that asks for several of its fields and then loads the weights."""
 
-    def __init__(self, folder: str | os.PathLike) -> None:
+    def __init__(self, folder: str | os.PathLike, config: dict | None = None) -> None:
         self.folder = Path(folder)
+        self._config = config  # held by `opened()`; None: read on each access
 
     def __repr__(self) -> str:
         return f"Release({str(self.folder)!r})"
@@ -61,9 +63,21 @@ class Release:
     @property
     def config(self) -> dict:
         """config.json ({} when the folder has none)."""
+        if self._config is not None:
+            return self._config
         if not self.exists():
             return {}
         return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    def opened(self) -> Release:
+        """This release with config.json read now, once, and held; refused when the folder holds no release
+        this code can read."""
+        config = self.config
+        if not config:
+            raise FileNotFoundError(f"{self.folder} is not a released model: no {CONFIG_FILE}")
+        if config.get("format") != RELEASE_FORMAT or config.get("version", 0) > RELEASE_VERSION:
+            raise ValueError(f"{self.config_path}: not a vihtr release this code can read")
+        return Release(self.folder, config)
 
     @property
     def metadata(self) -> dict:
@@ -100,7 +114,12 @@ class Release:
         tmp.replace(self.config_path)
 
     def load(self, device: str | torch.device = "cpu") -> tuple[OCRModel, Preprocess, dict]:
-        return load_release(self.folder, device)
+        """-> (fp32 model in eval mode on `device`, its Preprocess, its metadata)."""
+        config = self.opened().config
+        model = OCRModel(**config["model"])
+        state = self.state_dict()
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        return model.to(device).eval(), Preprocess.from_dict(config["preprocess"]), config.get("metadata", {})
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The stored weights as they are (fp16)."""
@@ -137,18 +156,8 @@ def save_release(
 def load_release(
     folder: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[OCRModel, Preprocess, dict]:
-    """-> (fp32 model in eval mode on `device`, its Preprocess, its metadata)."""
-    folder = Path(folder)
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{folder} is not a released model: no {CONFIG_FILE}")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("format") != RELEASE_FORMAT or config.get("version", 0) > RELEASE_VERSION:
-        raise ValueError(f"{config_path}: not a vihtr release this code can read")
-    model = OCRModel(**config["model"])
-    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device).eval(), Preprocess.from_dict(config["preprocess"]), config.get("metadata", {})
+    """-> (fp32 model in eval mode on `device`, its Preprocess, its metadata): `Release(folder).load`."""
+    return Release(folder).load(device)
 
 
 def _model_state(path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
