@@ -162,8 +162,7 @@ def load_release(
 
 def _model_state(path: str | os.PathLike, prefix: str) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state)
-    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}  # "" keeps all
+    return network_state(state.get("state_dict", state), prefix)
 
 
 def average_checkpoints(
@@ -171,8 +170,9 @@ def average_checkpoints(
 ) -> dict[str, torch.Tensor]:
     """Mean of the floating-point weights of N Lightning checkpoints or state-dict files.
 
-    Only keys starting with `prefix` are kept, with the prefix removed ("" keeps everything), so the
-    result loads straight into the network. Integer buffers (BatchNorm's step counters) come from the
+    Only keys starting with `prefix` are kept, with the prefix removed ("" keeps everything; a file with
+    no key under it is taken as a bare network state dict, `network_state`), so the result loads straight
+    into the network. Integer buffers (BatchNorm's step counters) come from the
     last file.
     """
     if not paths:
