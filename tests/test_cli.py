@@ -85,6 +85,21 @@ def test_subcommands_are_registered():
         parser.parse_args(["predict", "a.jpg", "--method", "sideways"])
 
 
+def test_scores_are_read_on_the_fold_a_release_holds_out(tiny_release, tmp_path):
+    from vihtr.models.release import Release
+    from vihtr.training.lifecycle import choose_fold
+
+    release = tmp_path / "held-out-1"
+    shutil.copytree(tiny_release, release, ignore=shutil.ignore_patterns("onnx"))
+    Release(release).update_metadata(held_out_fold=1)
+    parser = build_parser()
+    args = parser.parse_args(["release", "score", str(release)])
+    assert choose_fold(args, args.models) == 1  # no --fold: the release's own
+    for action in ("score", "calibrate"):  # a fold it trained on is refused before any line is read
+        with pytest.raises(SystemExit, match="fold 0 is not held out by .*held-out-1 \\(holds out fold 1\\)"):
+            main(["release", action, str(release), "--fold", "0", "--data-root", str(tmp_path / "none")])
+
+
 def test_export_onnx_writes_each_of_several_models_into_its_own_folder(tiny_release, tmp_path, capsys):
     for name in ("first", "second"):
         shutil.copytree(tiny_release, tmp_path / name, ignore=shutil.ignore_patterns("onnx"))

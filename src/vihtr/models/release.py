@@ -99,6 +99,12 @@ class Release:
         return self.metadata.get("domain")
 
     @property
+    def held_out_fold(self) -> int | None:
+        """The writer fold its training never saw (what its scores and calibration are read on), or None."""
+        fold = self.metadata.get("held_out_fold")
+        return None if fold is None else int(fold)
+
+    @property
     def calibration(self) -> dict | None:
         """Its confidence calibration as stored (`vihtr.inference.calibration.Calibration.from_dict`), or None."""
         return self.metadata.get("calibration") or None

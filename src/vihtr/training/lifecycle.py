@@ -89,11 +89,29 @@ def export(args: argparse.Namespace) -> int:
         # what Predictor(method=None) uses: the held-out best, else the model's own (ctc for a CTC-only model)
         "decode_method": args.decode_method or default_method(model.decoder is not None),
         "domain": args.domain,  # what Predictor(domain=None) reads lines as
+        "held_out_fold": args.held_out_fold,  # what score and calibrate read by default, and refuse to leave
     }
     folder = save_release(model, args.folder, preprocess, metadata)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
     print(f"wrote {folder} ({n_params / 1e6:.1f} M parameters, {size:.1f} MB)")
     return 0
+
+
+def choose_fold(args: argparse.Namespace, models: list[str]) -> int:
+    """The fold to read: `--fold`, else the one the releases hold out (0 when they record none). A fold a
+    release was trained on is refused: its figures would not be held-out figures."""
+    from vihtr.models.release import Release
+
+    recorded = {path: Release(path).held_out_fold for path in models}
+    known = sorted(set(recorded.values()) - {None})
+    fold = args.fold if args.fold is not None else (known[0] if known else 0)
+    trained = [
+        f"{path} (holds out fold {held})" for path, held in recorded.items() if held not in (None, fold)
+    ]
+    if trained:
+        raise SystemExit(f"error: fold {fold} is not held out by {', '.join(trained)}: choose --fold")
+    args.fold = fold
+    return fold
 
 
 def held_out(args: argparse.Namespace, predictor: Predictor) -> dict[str, list[Sample]]:
@@ -120,6 +138,7 @@ def score(args: argparse.Namespace) -> int:
 
     if args.ensemble_only and len(args.models) < 2:
         raise SystemExit("--ensemble-only needs two or more models")
+    choose_fold(args, args.models)
     configs = {} if args.ensemble_only else {Path(m).name: [m] for m in args.models}
     if len(args.models) > 1:
         configs["ensemble"] = list(args.models)
@@ -174,6 +193,7 @@ def calibrate(args: argparse.Namespace) -> int:
     from vihtr.training.evaluate import read_lines
 
     release = Release(args.model)
+    choose_fold(args, [args.model])
     predictor = Predictor.from_release(args.model, threads=args.threads, batch_size=16, domain=args.domain)
     predictor.calibration = None  # the raw confidences are what is fitted
     data = held_out(args, predictor)
@@ -280,10 +300,16 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--domain", default="general", choices=DOMAINS, help="the domain lines are read in by default"
     )
+    p.add_argument(
+        "--held-out-fold",
+        type=int,
+        default=None,
+        help="the writer fold the training run never saw (its --fold)",
+    )
     p.set_defaults(func=export)
     p = sub.add_parser("score", help="score releases and their ensemble on the held-out fold")
     p.add_argument("models", nargs="+")
-    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--fold", type=int, default=None, help="default: the fold the releases hold out, else 0")
     p.add_argument("--data-root", default=str(data_root()))
     p.add_argument("--method", default=None, choices=DECODE_METHODS, help="default: the release's own")
     p.add_argument("--threads", type=int, default=2)
@@ -301,7 +327,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=score)
     p = sub.add_parser("calibrate", help="fit a release's line-confidence calibration on the held-out fold")
     p.add_argument("model")
-    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--fold", type=int, default=None, help="default: the fold the release holds out, else 0")
     p.add_argument("--data-root", default=str(data_root()))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="a seeded sample of this many lines per source")
