@@ -76,15 +76,14 @@ def write_rows(rows: list[dict], output: str | None) -> None:
         writer.writerows(rows)
 
 
+class UsageError(Exception):
+    """What the user asked for cannot be done: the message says why (exit status 2)."""
+
+
 def run_predict(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).suffix.lower() not in OUTPUT_FORMATS:
-        print(f"error: output must end in one of {sorted(OUTPUT_FORMATS)}: {args.output}", file=sys.stderr)
-        return 2
-    try:
-        inputs, predictor = inputs_and_predictor(args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"output must end in one of {sorted(OUTPUT_FORMATS)}: {args.output}")
+    inputs, predictor = inputs_and_predictor(args)
 
     from tqdm import tqdm
 
@@ -105,10 +104,6 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.output:
         print(f"{len(rows) - failed} line(s) read, {failed} unreadable -> {args.output}", file=sys.stderr)
     return 0
-
-
-class UsageError(Exception):
-    """What the user asked for cannot be done: the message says why (exit status 2)."""
 
 
 def inputs_and_predictor(args: argparse.Namespace) -> tuple[list[str], object]:
@@ -139,13 +134,8 @@ def inputs_and_predictor(args: argparse.Namespace) -> tuple[list[str], object]:
 
 def run_pages(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).suffix.lower() != ".json":
-        print(f"error: the pages' output is JSON (a .json file): {args.output}", file=sys.stderr)
-        return 2
-    try:
-        inputs, predictor = inputs_and_predictor(args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(f"the pages' output is JSON (a .json file): {args.output}")
+    inputs, predictor = inputs_and_predictor(args)
 
     from tqdm import tqdm
 
@@ -376,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ its model in `vihtr.app.schemas`, and each route notes its operation for the gen
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file, send_from_directory, url_for
@@ -113,17 +114,41 @@ def requested_domain() -> str | None:
     return domain
 
 
-def answered(key: str, answer, failed, items: list, statuses: list[int], domain: str | None, start: float):
-    """The answer to a request of files: every file's entry under `key`; a 4xx when none could be read."""
-    models = app_state().models
-    total_ms = round((time.perf_counter() - start) * 1000, 2)
-    if len(statuses) == len(items):  # nothing could be read: the request itself failed
-        error = "; ".join(item.error for item in items)
-        body = failed(error=error, model=models.names, total_ms=total_ms, **{key: items})
-        return body.model_dump(), 413 if 413 in statuses else 400
-    return answer(
-        model=models.names, domain=domain or models.domain, total_ms=total_ms, **{key: items}
-    ).model_dump()
+@dataclass
+class FilesRequest:
+    """A request of image files, checked from the headers: where every route that reads files starts."""
+
+    start: float
+    domain: str | None  # as asked (None: the model's default)
+    names: list[str]  # each file's display name
+    errors: list[str]  # each file's refusal so far ("" when its header passed)
+    images: list[bytes]  # the files that passed
+    readable: list[int]  # their positions
+    statuses: list[int]  # the HTTP status of each refusal
+
+    @classmethod
+    def checked(cls, max_files: int) -> FilesRequest:
+        start = time.perf_counter()
+        files = uploaded_files(max_files)
+        domain = requested_domain()
+        return cls(start, domain, *checked_uploads(files, app_state().limits))
+
+    def refuse(self, i: int, error: str) -> str:
+        """File `i` could not be read after all: its error, named."""
+        self.statuses.append(400)
+        return f"{self.names[i]}: {error.removeprefix('<bytes>: ')}"
+
+    def answer(self, key: str, answer, failed, items: list):
+        """Every file's entry under `key`; a 4xx when none could be read."""
+        models = app_state().models
+        total_ms = round((time.perf_counter() - self.start) * 1000, 2)
+        if len(self.statuses) == len(items):  # nothing could be read: the request itself failed
+            error = "; ".join(item.error for item in items)
+            body = failed(error=error, model=models.names, total_ms=total_ms, **{key: items})
+            return body.model_dump(), 413 if 413 in self.statuses else 400
+        return answer(
+            model=models.names, domain=self.domain or models.domain, total_ms=total_ms, **{key: items}
+        ).model_dump()
 
 
 @bp.post("/api/predict")
@@ -137,20 +162,16 @@ def answered(key: str, answer, failed, items: list, statuses: list[int], domain:
     },
 )
 def predict():
-    start = time.perf_counter()
-    state = app_state()
-    files = uploaded_files(state.limits["max_files"])
-    domain = requested_domain()
-    names, errors, images, readable, statuses = checked_uploads(files, state.limits)
-    items = [PredictionItem(name=name, error=error) for name, error in zip(names, errors)]
-    review_below = state.models.review_below
-    for i, p in zip(readable, state.models.predict(images, domain)):
+    models = app_state().models
+    req = FilesRequest.checked(app_state().limits["max_files"])
+    items = [PredictionItem(name=name, error=error) for name, error in zip(req.names, req.errors)]
+    review_below = models.review_below
+    for i, p in zip(req.readable, models.predict(req.images, req.domain)):
         reading = line_reading(p, review_below)
         if reading.error:  # the header was fine but the data is not (corrupt, truncated)
-            reading.error = f"{names[i]}: {p.error.removeprefix('<bytes>: ')}"
-            statuses.append(400)
-        items[i] = PredictionItem(name=names[i], **reading.model_dump())
-    return answered("predictions", PredictAnswer, PredictFailure, items, statuses, domain, start)
+            reading.error = req.refuse(i, p.error)
+        items[i] = PredictionItem(name=req.names[i], **reading.model_dump())
+    return req.answer("predictions", PredictAnswer, PredictFailure, items)
 
 
 @bp.post("/api/pages")
@@ -166,22 +187,18 @@ def predict():
     },
 )
 def pages():
-    start = time.perf_counter()
     state = app_state()
-    files = uploaded_files(MAX_PAGES)
-    domain = requested_domain()
-    names, errors, images, readable, statuses = checked_uploads(files, state.limits)
-    items = [PageItem(name=name, error=error) for name, error in zip(names, errors)]
+    req = FilesRequest.checked(MAX_PAGES)
+    items = [PageItem(name=name, error=error) for name, error in zip(req.names, req.errors)]
     state.models.load()
     review_below = state.models.review_below
     reader = PageReader(state.models, max_pixels=state.limits["max_pixels"])
-    for i, result in zip(readable, reader.read_many(images, domain)):
+    for i, result in zip(req.readable, reader.read_many(req.images, req.domain)):
         if result.error:
-            items[i] = PageItem(name=names[i], error=f"{names[i]}: {result.error.removeprefix('<bytes>: ')}")
-            statuses.append(400)
+            items[i] = PageItem(name=req.names[i], error=req.refuse(i, result.error))
         else:
-            items[i] = PageItem(name=names[i], **page_reading(result, review_below).model_dump())
-    return answered("pages", PagesAnswer, PagesFailure, items, statuses, domain, start)
+            items[i] = PageItem(name=req.names[i], **page_reading(result, review_below).model_dump())
+    return req.answer("pages", PagesAnswer, PagesFailure, items)
 
 
 @bp.post("/api/corrections")
