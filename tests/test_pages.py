@@ -70,6 +70,23 @@ def test_finds_the_lines_of_held_out_handwritten_pages_top_to_bottom(held_out_pa
         assert matched / truth >= 0.85 and matched / found_count >= 0.85, (matched, truth, found_count)
 
 
+def test_lines_of_uneven_length_in_a_repeating_pattern_are_each_found():
+    """One long line then two short ones, over and over: the row profile repeats every three lines more
+    strongly than every line, and the line spacing must still be one line's."""
+    page = Image.new("RGB", (1100, 1000), (240, 238, 232))
+    draw = ImageDraw.Draw(page)
+    rng = random.Random(0)
+    tops = [60 + i * 72 for i in range(12)]
+    for i, top in enumerate(tops):
+        x, end = 50, 50 + (900 if i % 3 == 0 else 100)
+        while x < end:  # words: blobs 13-16 px high with gaps between them
+            width = rng.randint(30, 80)
+            draw.rectangle((x, top + rng.randint(0, 3), min(x + width, end), top + 16), fill=(40, 40, 60))
+            x += width + rng.randint(12, 20)
+    found = find_lines(page)
+    assert [round((line.box[1] + line.box[3]) / 2 - 8) for line in found] == pytest.approx(tops, abs=3)
+
+
 def test_a_ruled_form_of_real_scans_gives_one_line_per_scan(data_root):
     from vihtr.data.sources.real import read_labels
 

@@ -31,6 +31,8 @@ INK_RATIO = 0.78  # ink is darker than this fraction of its own paper
 LINE_SHAPE = 8  # an image at least 8 times as wide as it is high is one line, whatever its tone marks suggest
 SIDE_PAD = 0.6  # paper kept beside a line's writing, in line heights (read better than 0.15 or 1.2)
 MARK_SPLIT = 0.35  # Vietnamese marks sit above their letters: most of the gap above a line is its marks'
+MAX_SPACING = 6.0  # lines lie at most this many typical ink heights apart (1 to 6 on tuning pages)
+WEAK_PERIOD = 0.08  # an autocorrelation peak this high can still be the lines' period
 SHARED_SHARE = 0.2  # a piece of ink with this much of itself in each of two lines is cut between them
 
 
@@ -77,7 +79,7 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
     labels[np.isin(labels, np.flatnonzero(speck) + 1)] = 0
     if speck.all():
         return []
-    spacing = _line_spacing(labels > 0, min_lag=max(8, round(0.6 * height)))
+    spacing = _line_spacing(labels > 0, min_lag=max(8, round(0.6 * height)), max_lag=MAX_SPACING * height)
     owner = _assign(labels, n, stats, centroids, spacing or 2.2 * height, height)
     height = min(height, spacing or height)
     lines = []
@@ -101,7 +103,10 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
             ((owner[y0:y1, x0:x1] >= 0) & ~mine[y0:y1, x0:x1]).astype(np.uint8), np.ones((3, 3))
         )
         crop[others > 0] = paper[y0:y1, x0:x1][others > 0]
-        box = rotation.back((x0, y0, x1, y1), scale, image.size)
+        # where the line is: its ink and a margin; the crop keeps more paper beside it for the reader
+        box = rotation.back(
+            (max(0, xs.min() - pad), y0, min(size[0], xs.max() + 1 + pad), y1), scale, image.size
+        )
         lines.append((ys.mean(), FoundLine(box, Image.fromarray(crop), float(height))))
     if len(lines) > 1 and image.width >= LINE_SHAPE * image.height:
         return [FoundLine((0, 0, image.width, image.height), image.convert("RGB"), float(height))]
@@ -233,17 +238,26 @@ def _typical_height(heights: np.ndarray, areas: np.ndarray) -> float:
     return float(max(heights[order][np.searchsorted(cumulative, cumulative[-1] / 2)], 4))
 
 
-def _line_spacing(ink: np.ndarray, min_lag: int) -> float | None:
-    """The distance between neighbouring lines: the first clear peak of the row profile's autocorrelation.
-    Cursive ink runs from line to line, so pieces of ink do not tell it; None for a single line."""
+def _line_spacing(ink: np.ndarray, min_lag: int, max_lag: float) -> float | None:
+    """The distance between neighbouring lines: the first clear peak of the row profile's autocorrelation,
+    or the strongest weaker one under `max_lag` when the first clear one is further (lines of uneven length
+    repeat in a longer pattern). Cursive ink runs from line to line, so pieces of ink do not tell it; None
+    for a single line."""
     profile = gaussian_filter1d(ink.sum(axis=1).astype(np.float64), 2.0)
     profile -= profile.mean()
     correlation = np.correlate(profile, profile, "full")[len(profile) - 1 :]
     if correlation[0] <= 0:
         return None
-    peaks, _ = find_peaks(correlation / correlation[0], height=0.25)
+    correlation = correlation / correlation[0]
+    peaks, _ = find_peaks(correlation, height=WEAK_PERIOD)
     peaks = peaks[peaks >= min_lag]
-    return float(peaks[0]) if len(peaks) else None
+    strong = peaks[correlation[peaks] >= 0.25]
+    if not len(strong):
+        return None
+    if strong[0] > max_lag:  # a period of several lines (short lines in a pattern): the line's own is weaker
+        near = peaks[peaks <= max_lag]
+        return float(near[np.argmax(correlation[near])]) if len(near) else float(strong[0])
+    return float(strong[0])
 
 
 def _assign(
