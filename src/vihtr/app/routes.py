@@ -38,7 +38,6 @@ from vihtr.inference.pages import PageReader
 from vihtr.review.corrections import CorrectionError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-DEFAULT_SAMPLES = 3
 MAX_PAGES = 4  # pages per request: each is tens of lines
 LIMITS = (
     "At most {max_files} files, {max_upload_mb:g} MB per request, {max_pixels:,} pixels per image and "
@@ -167,10 +166,9 @@ def predict():
     items = [PredictionItem(name=name, error=error) for name, error in zip(req.names, req.errors)]
     review_below = models.review_below
     for i, p in zip(req.readable, models.predict(req.images, req.domain)):
-        reading = line_reading(p, review_below)
-        if reading.error:  # the header was fine but the data is not (corrupt, truncated)
-            reading.error = req.refuse(i, p.error)
-        items[i] = PredictionItem(name=req.names[i], **reading.model_dump())
+        items[i] = line_reading(p, review_below, PredictionItem, name=req.names[i])
+        if items[i].error:  # the header was fine but the data is not (corrupt, truncated)
+            items[i].error = req.refuse(i, p.error)
     return req.answer("predictions", PredictAnswer, PredictFailure, items)
 
 
@@ -197,7 +195,7 @@ def pages():
         if result.error:
             items[i] = PageItem(name=req.names[i], error=req.refuse(i, result.error))
         else:
-            items[i] = PageItem(name=req.names[i], **page_reading(result, review_below).model_dump())
+            items[i] = page_reading(result, review_below, PageItem, name=req.names[i])
     return req.answer("pages", PagesAnswer, PagesFailure, items)
 
 
@@ -245,7 +243,7 @@ def save_correction():
 def sample_list():
     state = app_state()
     max_files = state.limits["max_files"]
-    raw = request.args.get("n", str(DEFAULT_SAMPLES))
+    raw = request.args.get("n", str(SamplesQuery.model_fields["n"].default))
     try:
         n = int(raw)
     except ValueError:

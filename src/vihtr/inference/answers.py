@@ -63,13 +63,16 @@ class PageReading(Answer):
     error: str = Field("", description="why this input could not be read (empty when it was)")
 
 
-def line_reading(prediction, review_below: float | None = None) -> LineReading:
+def line_reading(
+    prediction, review_below: float | None = None, into: type[LineReading] = LineReading, **fields
+):
     """Numbers rounded, and `review`: under the release's review threshold or read with a warning, so worth
-    checking by hand (False for an unread input)."""
+    checking by hand (False for an unread input). `into`: the model to build (a `LineReading` with more
+    fields, given in `fields`)."""
     confidence = float(prediction.confidence)
     error = getattr(prediction, "error", "") or ""
     warning = getattr(prediction, "warning", "") or ""
-    return LineReading(
+    return into(
         text=prediction.text,
         confidence=round(confidence, 4),
         char_confidences=[round(float(c), 4) for c in prediction.char_confidences],
@@ -78,6 +81,7 @@ def line_reading(prediction, review_below: float | None = None) -> LineReading:
         warning=warning,
         ms=round(float(getattr(prediction, "ms", 0.0)), 2),
         error=error,
+        **fields,
     )
 
 
@@ -86,19 +90,20 @@ def prediction_json(prediction, review_below: float | None = None) -> dict:
     return line_reading(prediction, review_below).model_dump()
 
 
-def page_reading(result, review_below: float | None = None) -> PageReading:
-    """A `PageResult`: its text, and each line's box with its reading."""
-    return PageReading(
+def page_reading(result, review_below: float | None = None, into: type[PageReading] = PageReading, **fields):
+    """A `PageResult`: its text, and each line's box with its reading. `into`: the model to build (a
+    `PageReading` with more fields, given in `fields`)."""
+    return into(
         text=result.text,
         width=result.size[0],
         height=result.size[1],
         turn=result.turn,
         lines=[
-            PageLine(box=list(line.box), **line_reading(line.prediction, review_below).model_dump())
-            for line in result.lines
+            line_reading(line.prediction, review_below, PageLine, box=list(line.box)) for line in result.lines
         ],
         ms=round(result.ms, 1),
         error=result.error,
+        **fields,
     )
 
 
