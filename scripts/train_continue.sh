@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Train the shipped default in one long schedule that survives every stop (experiment=lite1_long).
+# Train the shipped default in one long schedule that survives every stop (EXPERIMENT, default lite1_long2;
+# each long experiment is one run with its own schedule, named by its model.scheduler.run).
 #   nohup scripts/train_continue.sh [extra Hydra overrides] &
 # The run's whole state (weights, optimizer, schedule, step; the data stream follows the step) lives under
-# $VIHTR_CACHE_DIR/runs/<name>/ (default ~/.cache/vihtr), outside the work tree. Where it starts, first that exists:
+# $VIHTR_CACHE_DIR/runs/<name>/<experiment>/ (default ~/.cache/vihtr), outside the work tree. Where it starts,
+# first that exists:
 #   1. that state (checkpoints/last.ckpt): it resumes where it stopped, with no new warm-up;
 #   2. the committed release $RELEASE (default models/<name>): its weights, at the step of the schedule its
-#      config.json records (metadata.schedule.step; 0 for a release from before the long schedule);
+#      config.json records (metadata.schedule.step) when the release came from this run
+#      (metadata.schedule.run); from another run or from before the long schedules, at step 0 of this one;
 #   3. neither: the experiment from ImageNet weights.
 # It says which in the log: $LOGS/<name>-<date>.log (default logs/long/). Pause it with kill -STOP <pid>, go on with -CONT.
 # A checkpoint at every validation (trainer.val_check_interval); the three most recent are kept. A release:
@@ -14,10 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-vihtr-lite1}
-EXPERIMENT=${EXPERIMENT:-lite1_long}
+EXPERIMENT=${EXPERIMENT:-lite1_long2}
 RELEASE=${RELEASE:-models/$NAME}
 CACHE=${VIHTR_CACHE_DIR:-$HOME/.cache/vihtr}
-STATE=${STATE:-$CACHE/runs/$NAME}
+STATE=${STATE:-$CACHE/runs/$NAME/$EXPERIMENT}
 PY=${PY:-.venv/bin/python}
 LOGS=${LOGS:-logs/long}
 mkdir -p "$LOGS" "$STATE"
@@ -29,8 +32,11 @@ if [[ -f $STATE/checkpoints/last.ckpt ]]; then
   # the run's own settings (its start step among them) come from the config it was started with
   ARGS+=(ckpt_path="$STATE/checkpoints/last.ckpt" model.scheduler.start_step="$(cat "$STATE/start_step")")
 elif [[ -f $RELEASE/weights.pt ]]; then
-  START=$("$PY" -c "import json; print(((json.load(open('$RELEASE/config.json'))['metadata'].get('schedule') or {}).get('step')) or 0)")
-  echo "no state under $STATE: continuing from the release $RELEASE at step $START of the schedule" | tee -a "$LOG"
+  START=$("$PY" -c "
+import json
+schedule = json.load(open('$RELEASE/config.json'))['metadata'].get('schedule') or {}
+print(schedule.get('step') or 0 if schedule.get('run') == '$EXPERIMENT' else 0)")
+  echo "no state under $STATE: continuing from the release $RELEASE at step $START of $EXPERIMENT's schedule" | tee -a "$LOG"
   echo "$START" > "$STATE/start_step"
   ARGS+=(model.init_from="$RELEASE/weights.pt" model.scheduler.start_step="$START")
 else

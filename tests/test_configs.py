@@ -253,6 +253,7 @@ EXPERIMENTS = {
     "lite1_ctc": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_long": ("tf_efficientnet_lite1", "pretrain", 256, 48),
+    "lite1_long2": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
@@ -263,6 +264,7 @@ CPU_EXPERIMENTS = {
     "lite1_ctc",
     "lite1_fast",
     "lite1_long",
+    "lite1_long2",
     "lite1_tf",
     "synth_probe",
 }

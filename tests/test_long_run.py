@@ -162,7 +162,7 @@ LIGHT = [
 def _run_long(env, total, *extra):
     """scripts/train_continue.sh (experiment=lite1_long) made small, `total` steps in the whole schedule."""
     cmd = ["bash", str(REPO_ROOT / "scripts" / "train_continue.sh"), *LIGHT]
-    cmd += [f"model.scheduler.total_steps={total}", "model.scheduler.warmup_steps=2"]
+    cmd += [f"model.scheduler.total_steps={total}", "model.scheduler.warmup_steps=2", "model.optimizer.lr=3e-4"]
     cmd += ["trainer.val_check_interval=2", *extra]
     subprocess.run(cmd, env=env, check=True, cwd=REPO_ROOT, timeout=600)
 
@@ -212,7 +212,7 @@ def test_the_long_run_resumes_its_state_and_else_continues_the_release_at_its_st
         cwd=REPO_ROOT,
     )
     metadata = json.loads((release / "config.json").read_text())["metadata"]
-    assert metadata["schedule"] == {"name": "cosine", "total_steps": 8, "step": 8}
+    assert metadata["schedule"] == {"run": "lite1_long2", "name": "cosine", "total_steps": 8, "step": 8}
     # a machine without the state: the release's weights, at step 8 of a schedule now 12 steps long
     metadata["schedule"]["step"] = 6  # as if the release came from step 6
     config = json.loads((release / "config.json").read_text())
@@ -228,3 +228,15 @@ def test_the_long_run_resumes_its_state_and_else_continues_the_release_at_its_st
         optimizer, "cosine", total_steps=12, warmup_steps=2, start_step=6
     ).get_last_lr()[0]
     assert _first_lr(state) == pytest.approx(expected)
+    # a release from another run (an earlier long schedule): its weights, at step 0 of this run's schedule
+    metadata["schedule"]["run"] = "lite1_long"
+    config["metadata"] = metadata
+    (release / "config.json").write_text(json.dumps(config))
+    state.rename(tmp_path / "lost again")
+    _run_long(env, 4, *record)
+    assert (RecordRun.read(tmp_path)[0]["start_step"], RecordRun.read(tmp_path)[0]["end_step"]) == (0, 4)
+    assert "at step 0 of lite1_long2's schedule" in _log(tmp_path)
+    initial = torch.load(tmp_path / "initial_weights-rank0.pt", weights_only=True)
+    released = torch.load(release / "weights.pt", weights_only=True)
+    assert released.keys() <= initial.keys()
+    assert all(torch.equal(initial[k].float(), v.float()) for k, v in released.items())

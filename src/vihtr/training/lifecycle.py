@@ -54,12 +54,14 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def schedule_position(checkpoint: dict) -> dict | None:
-    """Where a checkpoint of a long schedule stands in it (`model.scheduler.total_steps` set): its name,
-    length and the step reached, which a machine without the run's state continues from (train_continue.sh)."""
+    """Where a checkpoint of a long schedule stands in it (`model.scheduler.total_steps` set): the run it
+    belongs to (`run`, the experiment that planned it), its shape, length and the step reached, which a machine
+    without the run's state continues from when it trains the same run (train_continue.sh)."""
     scheduler = (checkpoint.get("hyper_parameters") or {}).get("scheduler") or {}
     if not scheduler.get("total_steps"):
         return None
     return {
+        **({"run": scheduler["run"]} if scheduler.get("run") else {}),
         "name": scheduler.get("name"),
         "total_steps": int(scheduler["total_steps"]),
         "step": int(scheduler.get("start_step") or 0) + int(checkpoint.get("global_step", 0)),

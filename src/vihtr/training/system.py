@@ -266,7 +266,9 @@ class OCRSystem(pl.LightningModule):
         optimizer = hydra.utils.instantiate(opt_cfg)(
             [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
         )
-        # a schedule longer than this run (`total_steps`, with `start_step`): one run of many stops
+        # a schedule longer than this run (`total_steps`, with `start_step`): one run of many stops, named by
+        # `run` (recorded in the release, read by scripts/train_continue.sh; not an argument of the schedule)
+        sched_cfg.pop("run", None)
         total = sched_cfg.pop("total_steps", None) or self.trainer.estimated_stepping_batches
         if not math.isfinite(total):  # an endless stream with no max_steps: schedule over a nominal length
             total = self.trainer.max_steps if self.trainer.max_steps > 0 else 100_000
