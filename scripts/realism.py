@@ -1,13 +1,15 @@
 """Realism of synthetic lines, as numbers: classifiers learn to tell real Kalapa lines from synthetic ones.
 
     python scripts/realism.py --styles v1 form            # held-out accuracy per renderer style
+    python scripts/realism.py --styles form strokes --real vnondb   # against real VNOnDB lines instead
     python scripts/realism.py --augment both              # both sides augmented as training augments them
     python scripts/realism.py --styles form --reader-cer models/vihtr-lite1 --out logs/font_cer.json
 
 Both classifiers (`vihtr.data.synthetic.realism`: a small CNN on grey windows, and a logistic regression on
 global image statistics) train on the Kalapa lines of writer folds 1-4 and as many synthetic address lines,
 and are tested on fold 0 (432 lines) against 432 new synthetic lines: accuracy near 50 % means they cannot
-tell them apart. By default neither side is augmented (the renderer against the scans: training augments
+tell them apart. `--real vnondb` puts 1,728 and 432 VNOnDB lines of the same folds (rendered as training
+renders them) in the Kalapa lines' place; the `strokes` style is lines composed of real VNOnDB syllables. By default neither side is augmented (the renderer against the scans: training augments
 real and synthetic lines alike, so augmentation is no difference between them); `--augment both` compares
 what training feeds the model, `--augment synthetic` is the first measurement's protocol. Same seeds and
 budget for every style. `--reader-cer` instead scores each font by the CER of a model trained
@@ -32,7 +34,7 @@ from vihtr.data.sources.real import LineFolderSource
 from vihtr.data.synthetic.corpus import HELD_OUT_FOLD
 from vihtr.data.synthetic.fonts import font_names
 from vihtr.data.synthetic.realism import RealismClassifier, StatsClassifier, line_stats, to_grey_line
-from vihtr.data.synthetic.sources import AddressSource
+from vihtr.data.synthetic.sources import AddressSource, SyllableSource
 from vihtr.paths import kalapa_root
 
 log = logging.getLogger("realism")
@@ -59,10 +61,24 @@ class Lines:
 AUGMENT = ("none", "both", "synthetic")
 
 
-def real_lines(split: str, augment: str = "none") -> Lines:
-    source = LineFolderSource(kalapa_root(), fold=HELD_OUT_FOLD, split=split)
+REAL = ("kalapa", "vnondb")
+# synthetic lines compared with the real VNOnDB ones: as many as the Kalapa sides have (training, test)
+VNONDB_LINES = {"train": 1728, "val": 432}
+
+
+def real_lines(split: str, augment: str = "none", real: str = "kalapa") -> Lines:
+    if real == "vnondb":
+        from vihtr.data.sources.inkml import InkMLSource
+        from vihtr.paths import REPO_ROOT, vnondb_archive
+
+        folds = REPO_ROOT / "data" / "folds" / "vnondb_folds.csv"
+        source = InkMLSource(vnondb_archive(), fold=HELD_OUT_FOLD, split=split, folds_csv=folds, height=64)
+        picks = random.Random(split).sample(range(len(source)), min(len(source), VNONDB_LINES[split]))
+    else:
+        source = LineFolderSource(kalapa_root(), fold=HELD_OUT_FOLD, split=split)
+        picks = range(len(source))
     rng = random.Random(0)
-    samples = [source.get(i, rng) for i in range(len(source))]
+    samples = [source.get(i, rng) for i in picks]
     if augment == "both":
         augmenter = LineAugment(0.5)
         samples = [
@@ -71,10 +87,19 @@ def real_lines(split: str, augment: str = "none") -> Lines:
     return Lines.of(samples)
 
 
-def synthetic_lines(style: str, count: int, seed: int, augment: str = "none") -> Lines:
-    source = AddressSource(
-        size=count, seed=seed, style=style, held_out_fold=HELD_OUT_FOLD, augment=augment != "none"
-    )
+def synthetic_lines(style: str, count: int, seed: int, augment: str = "none", real: str = "kalapa") -> Lines:
+    """`style`: a font renderer's (v1, form), or `strokes`: lines composed of real VNOnDB syllables (the
+    bank), laid on form paper against Kalapa, drawn as VNOnDB's ink against VNOnDB."""
+    if style == "strokes":
+        source = SyllableSource(
+            size=count, seed=seed, style="form", held_out_fold=HELD_OUT_FOLD, augment=augment != "none",
+            text_weights={"address": 1.0} if real == "kalapa" else {"corpus": 1.0},
+            kalapa_look=1.0 if real == "kalapa" else 0.0,
+        )  # fmt: skip
+    else:
+        source = AddressSource(
+            size=count, seed=seed, style=style, held_out_fold=HELD_OUT_FOLD, augment=augment != "none"
+        )
     return Lines.of([source.get(i, random.Random(f"realism:{seed}:{i}")) for i in range(count)])
 
 
@@ -120,6 +145,9 @@ def main() -> None:
         default="none",
         help="training augmentation on neither side (renderer vs scans), both, or the synthetic side only",
     )
+    parser.add_argument(
+        "--real", choices=REAL, default="kalapa", help="the real lines: Kalapa scans or VNOnDB renderings"
+    )
     parser.add_argument("--epochs", type=int, default=6, help="CNN epochs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-cnn", action="store_true", help="only the statistics classifier (seconds)")
@@ -137,8 +165,9 @@ def main() -> None:
         write_json(args.out, scores)
         return
 
-    real_train, real_test = real_lines("train", args.augment), real_lines("val", args.augment)
+    real_train, real_test = (real_lines(split, args.augment, args.real) for split in ("train", "val"))
     results = {
+        "real_source": args.real,
         "augment": args.augment,
         "real": {"train": len(real_train.texts), "test": len(real_test.texts)},
     }
@@ -146,8 +175,12 @@ def main() -> None:
     log.info("real lines: %s", results["real"])
     for style in args.styles:
         start = time.time()
-        synth_train = synthetic_lines(style, len(real_train.texts), seed=1, augment=args.augment)
-        synth_test = synthetic_lines(style, len(real_test.texts), seed=2, augment=args.augment)
+        synth_train = synthetic_lines(
+            style, len(real_train.texts), seed=1, augment=args.augment, real=args.real
+        )
+        synth_test = synthetic_lines(
+            style, len(real_test.texts), seed=2, augment=args.augment, real=args.real
+        )
         stats = StatsClassifier().fit(real_train.stats, synth_train.stats)
         results[style] = {
             "stats": vars(stats.score(real_test.stats, synth_test.stats)),

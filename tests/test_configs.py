@@ -254,6 +254,7 @@ EXPERIMENTS = {
     "lite1_fast": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_long": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_long2": ("tf_efficientnet_lite1", "pretrain", 256, 48),
+    "lite1_strokes": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "lite1_tf": ("tf_efficientnet_lite1", "pretrain", 256, 48),
     "synth_probe": ("tf_efficientnet_lite1", "pretrain", 256, 48),
 }
@@ -265,6 +266,7 @@ CPU_EXPERIMENTS = {
     "lite1_fast",
     "lite1_long",
     "lite1_long2",
+    "lite1_strokes",
     "lite1_tf",
     "synth_probe",
 }

@@ -162,7 +162,11 @@ LIGHT = [
 def _run_long(env, total, *extra):
     """scripts/train_continue.sh (experiment=lite1_long) made small, `total` steps in the whole schedule."""
     cmd = ["bash", str(REPO_ROOT / "scripts" / "train_continue.sh"), *LIGHT]
-    cmd += [f"model.scheduler.total_steps={total}", "model.scheduler.warmup_steps=2", "model.optimizer.lr=3e-4"]
+    cmd += [
+        f"model.scheduler.total_steps={total}",
+        "model.scheduler.warmup_steps=2",
+        "model.optimizer.lr=3e-4",
+    ]
     cmd += ["trainer.val_check_interval=2", *extra]
     subprocess.run(cmd, env=env, check=True, cwd=REPO_ROOT, timeout=600)
 

@@ -109,7 +109,11 @@ class LineRenderer:
         self.height = (int(self.height[0]), int(self.height[1]))
 
     def render(self, text: str, rng: random.Random) -> Image.Image:
-        mask, baseline = self._ink_mask(text, rng)
+        return self.render_ink(*self._ink_mask(text, rng), rng)
+
+    def render_ink(self, mask: np.ndarray, baseline: float, rng: random.Random) -> Image.Image:
+        """An ink mask (uint8 coverage, cropped to the ink; `baseline` its row) on paper, as `render` lays a
+        font's: other line sources (real pen strokes) share the paper, pen and scan."""
         if self.style == "form" and self.paper is not None:
             return Image.fromarray(self._on_form(mask, self.paper.sample(rng), rng))
         mask, baseline = self._fit_height(mask, baseline, rng)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
 
 from vihtr.data.augment import LineAugment
 from vihtr.data.folds import parse_fold
 from vihtr.data.sources.base import Sample
+from vihtr.data.sources.inkml import RenderStyle, draw_strokes, render_strokes
 from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.data.synthetic.corpus import (
     HELD_OUT_FOLD,
@@ -178,3 +182,107 @@ class WordSource(SyntheticSource):
 
     def _generate(self, index: int, rng: random.Random) -> str:
         return self.generator.generate(rng)
+
+
+class SyllableSource(SyntheticSource):
+    """New lines in real handwriting: a text written by one VNOnDB writer with the syllables the bank holds
+    (`vihtr.data.syllables`; built once by `scripts/build_syllables.py`, from the training folds only).
+
+    Texts: generated addresses and corpus windows (`text_weights`), cut to their longest run of syllables
+    the bank holds (at least `min_words`); a draw with no such run falls back to bank syllables at random.
+    Looks: `kalapa_look` of the renderings are laid on the renderer's paper as a scan (the `form` style: a
+    Kalapa training crop with its writing removed), the rest drawn as the real VNOnDB lines are."""
+
+    def __init__(
+        self,
+        name: str = "synth_strokes",
+        size: int = 100_000,
+        bank_path: str | os.PathLike | None = None,
+        text_weights: Mapping[str, float] | None = None,
+        corpus_files: Sequence[str | os.PathLike] | None = None,
+        words: Sequence[int] = (2, 12),
+        min_words: int = 2,
+        kalapa_look: float = 0.5,
+        held_out_fold: int | str | None = HELD_OUT_FOLD,
+        **kwargs,
+    ) -> None:
+        from vihtr.data.syllables.bank import SyllableBank, default_bank_path
+
+        super().__init__(name=name, size=size, held_out_fold=held_out_fold, **kwargs)
+        path = Path(bank_path) if bank_path else default_bank_path(self.held_out_fold or 0)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{name}: no syllable bank at {path}; build it once with `python scripts/build_syllables.py`"
+            )
+        self.bank = SyllableBank.load(path)
+        self.tokens = sorted(self.bank.by_text)
+        self.text_weights = dict(text_weights or {"address": 0.5, "corpus": 0.5})
+        self.generators = {}
+        if self.text_weights.get("address"):
+            self.generators["address"] = AddressGenerator()
+        if self.text_weights.get("corpus"):
+            files = (
+                list(corpus_files) if corpus_files else default_corpus_files(held_out_fold=self.held_out_fold)
+            )
+            self.generators["corpus"] = CorpusLineGenerator.from_files(files, tuple(words))
+        self.words = tuple(words)
+        self.min_words = min_words
+        self.kalapa_look = kalapa_look
+        self.ink_style = RenderStyle()
+
+    def _generate(self, index: int, rng: random.Random) -> str:
+        kinds = [k for k in self.generators if self.text_weights.get(k)]
+        for _ in range(_MAX_TRIES):
+            if not kinds:
+                break
+            kind = rng.choices(kinds, [self.text_weights[k] for k in kinds])[0]
+            text = normalize_text(self.generators[kind].generate(rng), self.tone_style)
+            run = longest_run(text.split(" "), self.bank.by_text)
+            if len(run) >= self.min_words:
+                return " ".join(run[: self.words[1]])
+        return " ".join(rng.choice(self.tokens) for _ in range(rng.randint(*self.words)))
+
+    def get(self, index: int, rng: random.Random) -> Sample:
+        from vihtr.data.syllables.compose import compose
+
+        text = self.text(index)
+        writer = rng.choice(self.bank.writers)
+        points, stroke_ends = compose(self.bank, text, writer, rng)
+        if rng.random() < self.kalapa_look:
+            image = self.renderer.render_ink(*ink_mask(points, stroke_ends, rng), rng)
+        else:
+            image = render_strokes(
+                points, stroke_ends, rng.randint(*self.renderer.height), rng, self.ink_style
+            )
+        if self.augmenter is not None:
+            image = self.augmenter(image, rng)
+        return Sample(image=image, text=text, source=self.name, group=writer)
+
+
+def longest_run(tokens: list[str], known: Container[str]) -> list[str]:
+    """The longest stretch of consecutive tokens that are all in `known` (the first, on ties)."""
+    best, start = (0, 0), 0
+    for i, token in enumerate([*tokens, None]):
+        if token is None or token not in known:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = i + 1
+    return tokens[best[0] : best[1]]
+
+
+BAND_PX = 24  # a syllable's ink band at glyph scale, the size the font renderer draws at before fitting
+
+
+def ink_mask(points: np.ndarray, stroke_ends: np.ndarray, rng: random.Random) -> tuple[np.ndarray, float]:
+    """Composed strokes (band units) as an ink mask at glyph scale, cropped to the ink, and its baseline row:
+    what `LineRenderer.render_ink` lays on paper. A fine ballpoint, as the forms are filled with."""
+    pen = rng.uniform(0.8, 2.0)
+    pts = points * BAND_PX
+    pts = pts - pts.min(0) + pen + 1
+    height, width = (int(np.ceil(v)) + int(pen) + 3 for v in pts.max(0)[::-1])
+    mask = np.zeros((height, width), np.uint8)
+    draw_strokes(mask, pts, stroke_ends, max(1, round(pen)))
+    baseline = float(
+        pts[:, 1].min() + (0 - points[:, 1].min() + 0.5) * BAND_PX
+    )  # half a band below the middle
+    return mask, baseline

@@ -1,0 +1,73 @@
+"""Write any text in a real writer's hand: that writer's syllables from the bank, laid out with its spacing.
+
+A syllable the writer never wrote is borrowed from the writer of nearest size (`SyllableBank.pick`). Each
+syllable is varied a little (scale, shear, rotation, a baseline that wanders), so the same syllable never
+lands twice the same; the pen, paper and scan come from the renderers the real and synthetic lines use.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from vihtr.data.syllables.bank import SyllableBank
+
+
+@dataclass(frozen=True)
+class ComposeStyle:
+    """Per-line and per-syllable variation; lengths in ink-band units."""
+
+    gap_scale: tuple[float, float] = (0.8, 1.25)  # the writer's own gaps, stretched per line
+    scale: float = 0.06  # each syllable's size, drawn in [1 - scale, 1 + scale]
+    shear: float = 0.06  # each syllable's slant change
+    rotate: float = 2.0  # degrees, each syllable
+    drift: float = 0.04  # the baseline's random walk per syllable
+
+
+def missing(bank: SyllableBank, text: str) -> list[str]:
+    """The tokens of `text` that no writer in the bank wrote."""
+    return [t for t in text.split(" ") if t not in bank]
+
+
+def compose(
+    bank: SyllableBank, text: str, writer: str, rng: random.Random, style: ComposeStyle | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`text` (tokens all in the bank) in `writer`'s hand -> (float32 points (N, 2), stroke ends), in band
+    units, y down."""
+    style = style or ComposeStyle()
+    tokens = text.split(" ")
+    unknown = missing(bank, text)
+    if unknown:
+        raise KeyError(f"no writer in the bank wrote {unknown!r}")
+    gaps = bank.gaps.get(writer)
+    if gaps is None or not len(gaps):
+        gaps = np.concatenate(list(bank.gaps.values()))
+    stretch = rng.uniform(*style.gap_scale)
+    x, y = 0.0, 0.0
+    parts, ends, total = [], [], 0
+    for i, token in enumerate(tokens):
+        syllable = bank.pick(token, writer, rng)
+        pts = _vary(syllable.points, rng, style)
+        if i:
+            x += max(0.05, float(gaps[rng.randrange(len(gaps))]) * stretch)
+        y += rng.gauss(0.0, style.drift)
+        pts = pts - [pts[:, 0].min() - x, -y]
+        x = float(pts[:, 0].max())
+        parts.append(pts)
+        ends.append(syllable.stroke_ends + total)
+        total += len(pts)
+    return np.concatenate(parts).astype(np.float32), np.concatenate(ends)
+
+
+def _vary(points: np.ndarray, rng: random.Random, style: ComposeStyle) -> np.ndarray:
+    """A small random affine change about the syllable's centre line (y = 0 is its line's middle)."""
+    angle = math.radians(rng.uniform(-style.rotate, style.rotate))
+    s = rng.uniform(1 - style.scale, 1 + style.scale)
+    shear = rng.uniform(-style.shear, style.shear)
+    cos, sin = math.cos(angle), math.sin(angle)
+    matrix = s * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]])
+    centre = np.array([points[:, 0].mean(), 0.0])
+    return (points - centre) @ matrix.T + centre
