@@ -160,7 +160,7 @@ LIGHT = [
 
 
 def _run_long(env, total, *extra):
-    """scripts/train_continue.sh (experiment=lite1_long) made small, `total` steps in the whole schedule."""
+    """scripts/train_continue.sh (its default experiment) made small, `total` steps in the whole schedule."""
     cmd = ["bash", str(REPO_ROOT / "scripts" / "train_continue.sh"), *LIGHT]
     cmd += [
         f"model.scheduler.total_steps={total}",

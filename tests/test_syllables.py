@@ -77,6 +77,9 @@ def test_the_bank_reads_back_what_it_saved_and_borrows_from_the_nearest_hand(tmp
     # writer a never wrote "phố": c's hand (0.37 band a character) is nearer a's (0.45) than b's (1.2)
     assert {bank.pick("phố", "a", random.Random(s)).writer for s in range(10)} == {"c"}
     assert not (tmp_path / "bank.npz.xz.tmp").exists()
+    # a line's writer is likelier the more of its syllables it wrote: b wrote both of these, a and c one
+    drawn = [bank.writer_for(["Hà", "phố"], random.Random(s)) for s in range(200)]
+    assert drawn.count("b") > 150 and {"a", "c"} & set(drawn)
 
 
 def test_a_composed_line_writes_its_syllables_left_to_right_with_the_writers_gaps():

@@ -84,6 +84,15 @@ class SyllableBank:
         ]
         return self.syllables[rng.choice(close)]
 
+    def writer_for(self, tokens: list[str], rng: random.Random) -> str:
+        """A writer to write `tokens`, likelier the more of them it wrote itself (weight: the count cubed):
+        its own hand throughout where the bank allows, without every line of a text going to one writer."""
+        counts = {w: 0 for w in self.writers}
+        for token in set(tokens):
+            for w in {self.syllables[i].writer for i in self.by_text.get(token, ())}:
+                counts[w] += 1
+        return rng.choices(self.writers, [(counts[w] + 0.1) ** 3 for w in self.writers])[0]
+
     # ---- storage ----
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)

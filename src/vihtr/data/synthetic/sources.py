@@ -246,7 +246,7 @@ class SyllableSource(SyntheticSource):
         from vihtr.data.syllables.compose import compose
 
         text = self.text(index)
-        writer = rng.choice(self.bank.writers)
+        writer = self.bank.writer_for(text.split(" "), rng)
         points, stroke_ends = compose(self.bank, text, writer, rng)
         if rng.random() < self.kalapa_look:
             image = self.renderer.render_ink(*ink_mask(points, stroke_ends, rng), rng)
