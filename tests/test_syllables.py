@@ -79,7 +79,7 @@ def test_the_bank_reads_back_what_it_saved_and_borrows_from_the_nearest_hand(tmp
     assert not (tmp_path / "bank.npz.xz.tmp").exists()
     # a line's writer is likelier the more of its syllables it wrote: b wrote both of these, a and c one
     drawn = [bank.writer_for(["Hà", "phố"], random.Random(s)) for s in range(200)]
-    assert drawn.count("b") > 150 and {"a", "c"} & set(drawn)
+    assert drawn.count("b") > 120 and {"a", "c"} & set(drawn)  # b: 0.78 of the weight
 
 
 def test_a_composed_line_writes_its_syllables_left_to_right_with_the_writers_gaps():

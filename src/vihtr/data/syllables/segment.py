@@ -167,12 +167,11 @@ class SyllableSplitter:
         mask, scale, x0 = plain_drawing(points, stroke_ends)
         spans = token_spans(text)
         tokens = [t for t, _, _ in spans]
-        slope, level = detrended(points)
-        band = float(np.subtract(*np.percentile(level, [99, 1])))
-        none = np.zeros(len(tokens), bool)
+        band = float(np.subtract(*np.percentile(detrended(points)[1], [99, 1])))
         log_probs, px_per_column = self._log_probs(mask)
         best = log_probs.argmax(-1)
         reading = _collapse(best, self.charset, BLANK)
+        none = np.zeros(len(tokens), bool)
         split = LineSplit(tokens, np.zeros(len(stroke_ends), np.int64), np.zeros(0), band, reading, none)
         if editdistance.eval(reading, text) > self.check.max_cer * max(len(text), 1):
             split.why = "misread"
@@ -181,66 +180,82 @@ class SyllableSplitter:
         if path is None or len({int(c) for c in path if c >= 0}) != len(text):
             split.why = "unaligned"
             return split
-        first = {c: int(np.flatnonzero(path == c)[0]) for c in range(len(text))}
-        last = {c: int(np.flatnonzero(path == c)[-1]) for c in range(len(text))}
+        # each character's columns, in drawing pixels
+        columns = [np.flatnonzero(path == c) for c in range(len(text))]
+        first = [c[0] * px_per_column for c in columns]
+        last = [(c[-1] + 1) * px_per_column for c in columns]
+        cuts_px, clean = self._cuts(mask, spans, first, last, scale * band)
+        cuts = x0 + cuts_px / scale
+        owner = self._assign(points, stroke_ends, cuts, band, clean)
+        kept = np.zeros(len(tokens), bool)
+        bounds = [0, *(c / px_per_column for c in cuts_px), len(best)]
+        for i, token in enumerate(tokens):
+            if (i > 0 and not clean[i - 1]) or (i < len(cuts) and not clean[i]) or not (owner == i).any():
+                continue
+            # the model's own reading between the two cuts
+            between = _collapse(best[round(bounds[i]) : round(bounds[i + 1])], self.charset, BLANK)
+            kept[i] = between.strip() == token  # the spaces either side may fall inside
+        self._read_each_alone(points, stroke_ends, owner, band, tokens, kept)
+        split.stroke_syllable, split.cuts, split.kept = owner, cuts, kept
+        split.why = "" if kept.any() else "no clean syllable"
+        return split
+
+    def _cuts(self, mask, spans, first, last, band_px) -> tuple[np.ndarray, list[bool]]:
+        """Where the line is cut between neighbouring syllables (pixels), and which cuts are clean."""
         ink = mask.astype(np.float32).sum(0)
         cuts, clean = [], []
         for (_, _, end), (_, start, _) in zip(spans, spans[1:]):
             # CTC's columns sit near, not exactly on, their letters: look from the last letter of one syllable
-            # to the first of the next, and cut in the ink-free run nearest the space's own column
-            lo = int(first[end - 1] * px_per_column)
-            hi = min(len(ink), max(lo + 1, int((last[start] + 1) * px_per_column)))
-            centre = (first[end] + last[end] + 1) / 2 * px_per_column
-            cut, width = _quietest(ink[lo:hi], centre - lo)
+            # to the first of the next, and cut in the ink-free run nearest the space's own columns
+            lo = int(first[end - 1])
+            hi = min(len(ink), max(lo + 1, int(last[start])))
+            cut, width = _quietest(ink[lo:hi], (first[end] + last[end]) / 2 - lo)
             cuts.append(lo + cut)
-            # the letters either side stay on their own side (a comma cut off its word is not)
-            before = (first[end - 1] + last[end - 1] + 1) / 2 * px_per_column
-            after = (first[start] + last[start] + 1) / 2 * px_per_column
-            clean.append(width / scale / band >= self.check.min_gap and before < lo + cut < after)
-        cuts_tablet = x0 + np.array(cuts) / scale
+            # wide enough, and the letters either side stay on their own side (a comma cut off its word is not)
+            before, after = (first[end - 1] + last[end - 1]) / 2, (first[start] + last[start]) / 2
+            clean.append(width / band_px >= self.check.min_gap and before < lo + cut < after)
+        return np.array(cuts), clean
+
+    def _assign(self, points, stroke_ends, cuts, band, clean) -> np.ndarray:
+        """Each stroke's syllable: where most of its points lie. Marks the cuts a stroke reaches across, or
+        a mark may have been misplaced at, unclean."""
         ends = np.asarray(stroke_ends)
         starts = np.concatenate([[0], ends[:-1]])
         owner = np.empty(len(ends), np.int64)
+        reach = self.check.crossing * band
+        base = None  # the syllable of the last stroke written that was not a mark
         for s, (a, b) in enumerate(zip(starts, ends)):
             xs = points[a:b, 0]
-            owner[s] = np.bincount(np.searchsorted(cuts_tablet, xs), minlength=len(tokens)).argmax()
-            for k in (owner[s] - 1, owner[s]):  # the cuts on either side of its syllable
-                if 0 <= k < len(cuts_tablet):
-                    over = (
-                        xs.min() < cuts_tablet[k] - self.check.crossing * band if k == owner[s] - 1 else False
-                    )
-                    over = over or (k == owner[s] and xs.max() > cuts_tablet[k] + self.check.crossing * band)
-                    clean[k] = clean[k] and not over
-        # a mark (a tone, a hat, a dot) is written after its letters: one that lands in the neighbouring
-        # syllable of the letters written just before it may belong to either, so that cut is not clean
-        base = None
-        for s, (a, b) in enumerate(zip(starts, ends)):
+            i = owner[s] = np.bincount(np.searchsorted(cuts, xs), minlength=len(cuts) + 1).argmax()
+            if i > 0 and xs.min() < cuts[i - 1] - reach:
+                clean[i - 1] = False
+            if i < len(cuts) and xs.max() > cuts[i] + reach:
+                clean[i] = False
+            # a mark (a tone, a hat, a dot) is written after its letters: one that lands in the syllable next
+            # to the letters written just before it may belong to either
             if np.ptp(points[a:b], axis=0).max() >= self.check.mark * band:
-                base = owner[s]
-            elif base is not None and abs(owner[s] - base) == 1:
-                clean[min(owner[s], base)] = False
-        bounds = [0, *(c / px_per_column for c in cuts), len(best)]
-        kept = np.zeros(len(tokens), bool)
-        for i, token in enumerate(tokens):
-            if (i > 0 and not clean[i - 1]) or (i < len(cuts) and not clean[i]) or not (owner == i).any():
-                continue
-            columns = best[int(round(bounds[i])) : int(round(bounds[i + 1]))]
-            kept[i] = _collapse(columns, self.charset, BLANK).strip() == token
-        # and each syllable, drawn alone as it sits in its line, still reads as itself: a stray stroke of a
-        # neighbour (the tail of a g) or a lost mark would change the reading
+                base = i
+            elif base is not None and abs(i - base) == 1:
+                clean[min(i, base)] = False
+        return owner
+
+    def _read_each_alone(self, points, stroke_ends, owner, band, tokens, kept) -> None:
+        """Keeps a syllable only if, drawn alone as it sits in its line, it still reads as itself: a stray
+        stroke of a neighbour (the tail of a g) or a lost mark changes the reading."""
         candidates = np.flatnonzero(kept)
+        if not len(candidates):
+            return
+        ends = np.asarray(stroke_ends)
+        starts = np.concatenate([[0], ends[:-1]])
         rows = np.percentile(points[:, 1], [1, 99]) + np.array([-0.35, 0.35]) * band
         drawings = []
         for i in candidates:
             strokes = [points[a:b] for k, (a, b) in enumerate(zip(starts, ends)) if owner[k] == i]
-            stroke_ends_i = np.cumsum([len(x) for x in strokes])
-            drawings.append(plain_drawing(np.concatenate(strokes), stroke_ends_i, rows=rows)[0])
-        if drawings:
-            for i, alone in zip(candidates, self._read_alone(drawings)):
-                kept[i] = alone == tokens[i]
-        split.stroke_syllable, split.cuts, split.kept = owner, cuts_tablet, kept
-        split.why = "" if kept.any() else "no clean syllable"
-        return split
+            drawings.append(
+                plain_drawing(np.concatenate(strokes), np.cumsum([len(x) for x in strokes]), rows=rows)[0]
+            )
+        for i, alone in zip(candidates, self._read_alone(drawings)):
+            kept[i] = alone == tokens[i]
 
 
 def _collapse(best: np.ndarray, charset: Charset, blank: int) -> str:
