@@ -87,6 +87,17 @@ def test_lines_of_uneven_length_in_a_repeating_pattern_are_each_found():
     assert [round((line.box[1] + line.box[3]) / 2 - 8) for line in found] == pytest.approx(tops, abs=3)
 
 
+def test_writing_far_beside_a_line_is_dropped_but_evenly_spread_writing_is_kept():
+    from vihtr.inference.layout import _without_far_strays
+
+    # a line's writing (columns 0-99) and a speck of a rule 300 columns beyond it, ink height 10
+    xs = np.concatenate([np.repeat(np.arange(100), 5), np.arange(400, 403)])
+    assert _without_far_strays(xs, 10.0).tolist() == [True] * 500 + [False] * 3
+    # twelve words far apart, none holding a tenth of the ink: nothing stands out, all is kept
+    spread = np.concatenate([np.arange(w * 100, w * 100 + 10) for w in range(12)])
+    assert _without_far_strays(spread, 2.0).all()
+
+
 def test_a_ruled_form_of_real_scans_gives_one_line_per_scan(data_root):
     from vihtr.data.sources.real import read_labels
 

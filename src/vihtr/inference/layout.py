@@ -30,6 +30,7 @@ PAPER_KERNEL = 31  # wider than any pen stroke at working size: the max filter s
 INK_RATIO = 0.78  # ink is darker than this fraction of its own paper
 LINE_SHAPE = 8  # an image at least 8 times as wide as it is high is one line, whatever its tone marks suggest
 SIDE_PAD = 0.6  # paper kept beside a line's writing, in line heights (read better than 0.15 or 1.2)
+TOP_PAD = 0.15  # paper kept above and below a line's ink, in line heights
 MARK_SPLIT = 0.35  # Vietnamese marks sit above their letters: most of the gap above a line is its marks'
 MAX_SPACING = 6.0  # lines lie at most this many typical ink heights apart (1 to 6 on tuning pages)
 WEAK_PERIOD = 0.08  # an autocorrelation peak this high can still be the lines' period
@@ -94,7 +95,7 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
             ys, xs = ys[keep], xs[keep]
         if len(ys) < max(10.0, 0.05 * height**2):  # a few stray pixels, not a line
             continue
-        pad = max(2, round(0.15 * height))
+        pad = max(2, round(TOP_PAD * height))
         side = max(2, round(SIDE_PAD * height))  # lines were learnt with paper before and after the writing
         x0, y0 = max(0, xs.min() - side), max(0, ys.min() - pad)
         x1, y1 = min(size[0], xs.max() + 1 + side), min(size[1], ys.max() + 1 + pad)
@@ -142,6 +143,8 @@ def _without_far_strays(xs: np.ndarray, height: float, gap: float = 2.0, share: 
     ends = np.concatenate([filled[breaks], [filled[-1]]])
     ink = np.array([columns[a : b + 1].sum() for a, b in zip(starts, ends)])
     big = np.flatnonzero(ink >= share * ink.sum())
+    if not len(big):  # ink spread evenly over many stretches: nothing stands out as a stray
+        return np.ones(len(xs), bool)
     lo, hi = starts[big[0]] + xs.min(), ends[big[-1]] + xs.min()
     return (xs >= lo) & (xs <= hi)
 
