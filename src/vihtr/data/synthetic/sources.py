@@ -271,18 +271,21 @@ def longest_run(tokens: list[str], known: Container[str]) -> list[str]:
 
 
 BAND_PX = 24  # a syllable's ink band at glyph scale, the size the font renderer draws at before fitting
+# the form look fits the whole ink (marks and tails too) to the real lines' ink height, which leaves tablet
+# writing narrower than the scans: 14.3 against 19.5 px per character at 48 px (medians, scripts/realism.py)
+FORM_STRETCH = (1.15, 1.55)
 
 
 def ink_mask(points: np.ndarray, stroke_ends: np.ndarray, rng: random.Random) -> tuple[np.ndarray, float]:
     """Composed strokes (band units) as an ink mask at glyph scale, cropped to the ink, and its baseline row:
     what `LineRenderer.render_ink` lays on paper. A fine ballpoint, as the forms are filled with."""
     pen = rng.uniform(0.8, 2.0)
-    pts = points * BAND_PX
+    pts = points * BAND_PX * [rng.uniform(*FORM_STRETCH), 1.0]
     pts = pts - pts.min(0) + pen + 1
     height, width = (int(np.ceil(v)) + int(pen) + 3 for v in pts.max(0)[::-1])
     mask = np.zeros((height, width), np.uint8)
     draw_strokes(mask, pts, stroke_ends, max(1, round(pen)))
     baseline = float(
-        pts[:, 1].min() + (0 - points[:, 1].min() + 0.5) * BAND_PX
+        pts[:, 1].min() - points[:, 1].min() * BAND_PX + 0.5 * BAND_PX
     )  # half a band below the middle
     return mask, baseline
