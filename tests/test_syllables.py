@@ -11,9 +11,9 @@ import pytest
 from conftest import REPO_ROOT
 
 from vihtr.data.syllables.bank import Syllable, SyllableBank, line_gaps, syllables_of
-from vihtr.data.syllables.compose import compose, missing
+from vihtr.data.syllables.compose import compose, longest_run, missing
 from vihtr.data.syllables.segment import LineSplit, _quietest, ctc_viterbi, token_spans
-from vihtr.data.synthetic.sources import SyllableSource, longest_run
+from vihtr.data.synthetic.sources import SyllableSource
 
 HAND_CHECKED = Path(__file__).parent / "fixtures" / "syllable_splits.json"
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
 
+from vihtr.data.sources.inkml import draw_strokes
 from vihtr.data.syllables.bank import SyllableBank
 
 
@@ -73,3 +75,35 @@ def _vary(points: np.ndarray, rng: random.Random, style: ComposeStyle) -> np.nda
     matrix = s * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, shear], [0.0, 1.0]])
     centre = np.array([points[:, 0].mean(), 0.0])
     return (points - centre) @ matrix.T + centre
+
+
+def longest_run(tokens: list[str], known: Container[str]) -> list[str]:
+    """The longest stretch of consecutive tokens that are all in `known` (the first, on ties)."""
+    best, start = (0, 0), 0
+    for i, token in enumerate([*tokens, None]):
+        if token is None or token not in known:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = i + 1
+    return tokens[best[0] : best[1]]
+
+
+BAND_PX = 24  # a syllable's ink band at glyph scale, the size the font renderer draws at before fitting
+# the form look fits the whole ink (marks and tails too) to the real lines' ink height, which leaves tablet
+# writing narrower than the scans: 14.3 against 19.5 px per character at 48 px (medians, scripts/realism.py)
+FORM_STRETCH = (1.15, 1.55)
+
+
+def ink_mask(points: np.ndarray, stroke_ends: np.ndarray, rng: random.Random) -> tuple[np.ndarray, float]:
+    """Composed strokes (band units) as an ink mask at glyph scale, cropped to the ink, and its baseline row:
+    what `LineRenderer.render_ink` lays on paper. A fine ballpoint, as the forms are filled with."""
+    pen = rng.uniform(0.8, 2.0)
+    pts = points * BAND_PX * [rng.uniform(*FORM_STRETCH), 1.0]
+    pts = pts - pts.min(0) + pen + 1
+    height, width = (int(np.ceil(v)) + int(pen) + 3 for v in pts.max(0)[::-1])
+    mask = np.zeros((height, width), np.uint8)
+    draw_strokes(mask, pts, stroke_ends, max(1, round(pen)))
+    baseline = float(
+        pts[:, 1].min() - points[:, 1].min() * BAND_PX + 0.5 * BAND_PX
+    )  # half a band below the middle
+    return mask, baseline

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import numpy as np
 
 from vihtr.data.augment import LineAugment
 from vihtr.data.folds import parse_fold
 from vihtr.data.sources.base import Sample
-from vihtr.data.sources.inkml import RenderStyle, draw_strokes, render_strokes
+from vihtr.data.sources.inkml import RenderStyle, render_strokes
+from vihtr.data.syllables.bank import SyllableBank, default_bank_path
+from vihtr.data.syllables.compose import compose, ink_mask, longest_run
 from vihtr.data.synthetic.address import AddressGenerator
 from vihtr.data.synthetic.corpus import (
     HELD_OUT_FOLD,
@@ -206,8 +206,6 @@ class SyllableSource(SyntheticSource):
         held_out_fold: int | str | None = HELD_OUT_FOLD,
         **kwargs,
     ) -> None:
-        from vihtr.data.syllables.bank import SyllableBank, default_bank_path
-
         super().__init__(name=name, size=size, held_out_fold=held_out_fold, **kwargs)
         path = Path(bank_path) if bank_path else default_bank_path(self.held_out_fold or 0)
         if not path.is_file():
@@ -243,8 +241,6 @@ class SyllableSource(SyntheticSource):
         return " ".join(rng.choice(self.tokens) for _ in range(rng.randint(*self.words)))
 
     def get(self, index: int, rng: random.Random) -> Sample:
-        from vihtr.data.syllables.compose import compose
-
         text = self.text(index)
         writer = self.bank.writer_for(text.split(" "), rng)
         points, stroke_ends = compose(self.bank, text, writer, rng)
@@ -257,35 +253,3 @@ class SyllableSource(SyntheticSource):
         if self.augmenter is not None:
             image = self.augmenter(image, rng)
         return Sample(image=image, text=text, source=self.name, group=writer)
-
-
-def longest_run(tokens: list[str], known: Container[str]) -> list[str]:
-    """The longest stretch of consecutive tokens that are all in `known` (the first, on ties)."""
-    best, start = (0, 0), 0
-    for i, token in enumerate([*tokens, None]):
-        if token is None or token not in known:
-            if i - start > best[1] - best[0]:
-                best = (start, i)
-            start = i + 1
-    return tokens[best[0] : best[1]]
-
-
-BAND_PX = 24  # a syllable's ink band at glyph scale, the size the font renderer draws at before fitting
-# the form look fits the whole ink (marks and tails too) to the real lines' ink height, which leaves tablet
-# writing narrower than the scans: 14.3 against 19.5 px per character at 48 px (medians, scripts/realism.py)
-FORM_STRETCH = (1.15, 1.55)
-
-
-def ink_mask(points: np.ndarray, stroke_ends: np.ndarray, rng: random.Random) -> tuple[np.ndarray, float]:
-    """Composed strokes (band units) as an ink mask at glyph scale, cropped to the ink, and its baseline row:
-    what `LineRenderer.render_ink` lays on paper. A fine ballpoint, as the forms are filled with."""
-    pen = rng.uniform(0.8, 2.0)
-    pts = points * BAND_PX * [rng.uniform(*FORM_STRETCH), 1.0]
-    pts = pts - pts.min(0) + pen + 1
-    height, width = (int(np.ceil(v)) + int(pen) + 3 for v in pts.max(0)[::-1])
-    mask = np.zeros((height, width), np.uint8)
-    draw_strokes(mask, pts, stroke_ends, max(1, round(pen)))
-    baseline = float(
-        pts[:, 1].min() - points[:, 1].min() * BAND_PX + 0.5 * BAND_PX
-    )  # half a band below the middle
-    return mask, baseline
