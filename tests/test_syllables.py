@@ -177,9 +177,8 @@ def test_hand_checked_lines_split_as_checked(training_lines, splitter):
                 assert np.flatnonzero(split.stroke_syllable == position).tolist() == strokes, (key, token)
             kept += int(split.kept[position])
             total += 1
-    assert (
-        total >= 20 and kept >= 0.5 * total
-    )  # 23 and 23 with the model they were checked on, 17 with the next
+    # all 23 kept by the model they were checked with, 17 by the release after it
+    assert total >= 20 and kept >= 0.5 * total
 
 
 def test_a_small_bank_from_real_lines_keeps_labelled_syllables_of_training_writers_only(
