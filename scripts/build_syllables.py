@@ -4,7 +4,7 @@
     python scripts/build_syllables.py --sheets data/syllables   # plus contact sheets to check the splits by eye
 
 Each line of the folds other than `--held-out-fold` is force-aligned to its label by the released model
-(`vihtr.data.syllables.segment`), its strokes split into syllables, and the syllables that split cleanly are
+(`vihtr.inference.syllable_split`), its strokes split into syllables, and the syllables that split cleanly are
 kept with their writer's spacing (`vihtr.data.syllables.bank`). The held-out fold's lines are never read.
 Prints a report (lines, syllables kept, why lines were dropped) and writes it beside the bank as JSON.
 """
@@ -21,8 +21,8 @@ import torch
 
 from vihtr.data.sources.inkml import InkMLSource
 from vihtr.data.syllables.bank import SyllableBank, build_bank, default_bank_path
-from vihtr.data.syllables.segment import SyllableSplitter
 from vihtr.data.syllables.sheets import split_sheet, syllable_sheet
+from vihtr.inference.syllable_split import SyllableSplitter
 from vihtr.models.release import Release
 from vihtr.paths import REPO_ROOT, data_root, vnondb_archive
 

@@ -12,8 +12,8 @@ from conftest import REPO_ROOT
 
 from vihtr.data.syllables.bank import Syllable, SyllableBank, line_gaps, syllables_of
 from vihtr.data.syllables.compose import compose, longest_run, missing
-from vihtr.data.syllables.segment import LineSplit, _quietest, ctc_viterbi, token_spans
 from vihtr.data.synthetic.sources import SyllableSource
+from vihtr.inference.syllable_split import LineSplit, _quietest, ctc_viterbi, token_spans
 
 HAND_CHECKED = Path(__file__).parent / "fixtures" / "syllable_splits.json"
 
@@ -141,7 +141,7 @@ def test_the_source_says_how_to_build_a_missing_bank(tmp_path):
 
 @pytest.fixture(scope="module")
 def splitter():
-    from vihtr.data.syllables.segment import SyllableSplitter
+    from vihtr.inference.syllable_split import SyllableSplitter
     from vihtr.models.release import Release
 
     model, preprocess, _ = Release(REPO_ROOT / "models" / "vihtr-lite1").load()

@@ -1,2 +1,3 @@
-"""Real handwritten syllables from the VNOnDB pen strokes: lines split into syllables (`segment`), kept per
-writer (`bank`), and composed into new lines of any text (`compose`); contact sheets to check them (`sheets`)."""
+"""Real handwritten syllables from the VNOnDB pen strokes: kept per writer (`bank`; the lines are split by
+`vihtr.inference.syllable_split`, which needs a model) and composed into new lines of any text (`compose`);
+contact sheets to check them (`sheets`)."""

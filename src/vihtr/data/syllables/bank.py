@@ -1,7 +1,7 @@
 """A bank of real handwritten syllables: each one's pen strokes, its writer, and how that writer spaces them.
 
 Built once from the VNOnDB training folds (`scripts/build_syllables.py`, or `build_bank`): every line is
-split by `segment.SyllableSplitter`, and the syllables it splits cleanly are kept. A syllable's points are
+split by `vihtr.inference.syllable_split.SyllableSplitter`, and the syllables it splits cleanly are kept. A syllable's points are
 stored in units of its line's ink band (the 1st-99th percentile of y, the line's slope taken out): x from
 the syllable's own left edge, y from the line's middle. So one writer's syllables line up again when laid
 side by side, and every writer's fit the same line height. Each writer also keeps the gaps between its
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vihtr.data.syllables.segment import detrended
 from vihtr.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -125,6 +124,13 @@ class SyllableBank:
         ]
         gaps = np.split(d["gaps"].astype(np.float32), np.cumsum(d["gap_counts"])[:-1])
         return cls(syllables, {str(w): g for w, g in zip(d["gap_writers"], gaps)})
+
+
+def detrended(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """Lines drift up or down as they are written: the line's slope (least squares of y on x), and each
+    point's y with the slope taken out."""
+    slope = float(np.polyfit(points[:, 0], points[:, 1], 1)[0]) if np.ptp(points[:, 0]) > 0 else 0.0
+    return slope, points[:, 1] - slope * points[:, 0]
 
 
 def default_bank_path(fold: int = 0) -> Path:

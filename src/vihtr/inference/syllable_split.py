@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from vihtr.data.sources.inkml import draw_strokes, ink_bounds
+from vihtr.data.syllables.bank import detrended
+from vihtr.models.decoding import BLANK, ctc_best_path
 from vihtr.text.charset import Charset
 
 ALIGN_HEIGHT = 48  # the line is drawn at the model's input height (the shipped default's)
@@ -69,13 +71,6 @@ def plain_drawing(points: np.ndarray, stroke_ends: np.ndarray, height: int = ALI
     mask = np.zeros((height, width), np.uint8)
     draw_strokes(mask, pts, stroke_ends, max(1, round(PEN * height)))
     return mask, float(scale), float(low[0] - margin / scale)
-
-
-def detrended(points: np.ndarray) -> tuple[float, np.ndarray]:
-    """Lines drift up or down as they are written: the line's slope (least squares of y on x), and each
-    point's y with the slope taken out."""
-    slope = float(np.polyfit(points[:, 0], points[:, 1], 1)[0]) if np.ptp(points[:, 0]) > 0 else 0.0
-    return slope, points[:, 1] - slope * points[:, 0]
 
 
 def ctc_viterbi(log_probs: np.ndarray, targets: list[int], blank: int = 0) -> np.ndarray | None:
@@ -138,14 +133,12 @@ class SyllableSplitter:
         from PIL import Image
 
         from vihtr.data.preprocess import pad_batch
-        from vihtr.models.decoding import BLANK
 
         tensors = [self.preprocess(Image.fromarray(255 - m)) for m in masks]
         images, widths = pad_batch(tensors)
         memory, memory_mask = self.model.encode(images, widths)
-        best = self.model.ctc_head(memory).argmax(-1).numpy()
-        columns = (~memory_mask).sum(1).numpy()
-        return [_collapse(b[:c], self.charset, BLANK) for b, c in zip(best, columns)]
+        read = ctc_best_path(self.model.ctc_head(memory), memory_mask)
+        return [self.charset.decode(ids) for ids in read.token_ids]
 
     @torch.no_grad()
     def _log_probs(self, mask: np.ndarray) -> tuple[np.ndarray, float]:
@@ -161,16 +154,18 @@ class SyllableSplitter:
         # the input's first `drawn` pixels are the drawing, squeezed or stretched from its own width
         return logits[:columns].log_softmax(-1).numpy(), mask.shape[1] / columns
 
-    def split(self, points: np.ndarray, stroke_ends: np.ndarray, text: str) -> LineSplit:
-        from vihtr.models.decoding import BLANK
+    def _read_columns(self, log_probs: np.ndarray) -> str:
+        """The plain reading (CTC best path) of a stretch of a line's columns."""
+        no_padding = torch.zeros(1, len(log_probs), dtype=torch.bool)
+        return self.charset.decode(ctc_best_path(torch.from_numpy(log_probs)[None], no_padding).token_ids[0])
 
+    def split(self, points: np.ndarray, stroke_ends: np.ndarray, text: str) -> LineSplit:
         mask, scale, x0 = plain_drawing(points, stroke_ends)
         spans = token_spans(text)
         tokens = [t for t, _, _ in spans]
         band = float(np.subtract(*np.percentile(detrended(points)[1], [99, 1])))
         log_probs, px_per_column = self._log_probs(mask)
-        best = log_probs.argmax(-1)
-        reading = _collapse(best, self.charset, BLANK)
+        reading = self._read_columns(log_probs)
         none = np.zeros(len(tokens), bool)
         split = LineSplit(tokens, np.zeros(len(stroke_ends), np.int64), np.zeros(0), band, reading, none)
         if editdistance.eval(reading, text) > self.check.max_cer * max(len(text), 1):
@@ -188,12 +183,12 @@ class SyllableSplitter:
         cuts = x0 + cuts_px / scale
         owner = self._assign(points, stroke_ends, cuts, band, clean)
         kept = np.zeros(len(tokens), bool)
-        bounds = [0, *(c / px_per_column for c in cuts_px), len(best)]
+        bounds = [0, *(c / px_per_column for c in cuts_px), len(log_probs)]
         for i, token in enumerate(tokens):
             if (i > 0 and not clean[i - 1]) or (i < len(cuts) and not clean[i]) or not (owner == i).any():
                 continue
             # the model's own reading between the two cuts
-            between = _collapse(best[round(bounds[i]) : round(bounds[i + 1])], self.charset, BLANK)
+            between = self._read_columns(log_probs[round(bounds[i]) : round(bounds[i + 1])])
             kept[i] = between.strip() == token  # the spaces either side may fall inside
         self._read_each_alone(points, stroke_ends, owner, band, tokens, kept)
         split.stroke_syllable, split.cuts, split.kept = owner, cuts, kept
@@ -256,11 +251,6 @@ class SyllableSplitter:
             )
         for i, alone in zip(candidates, self._read_alone(drawings)):
             kept[i] = alone == tokens[i]
-
-
-def _collapse(best: np.ndarray, charset: Charset, blank: int) -> str:
-    """CTC best path -> text: repeats merged, blanks dropped."""
-    return charset.decode([int(c) for i, c in enumerate(best) if c != blank and (i == 0 or c != best[i - 1])])
 
 
 def _quietest(ink: np.ndarray, centre: float) -> tuple[float, int]:
