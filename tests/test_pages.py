@@ -87,6 +87,53 @@ def test_lines_of_uneven_length_in_a_repeating_pattern_are_each_found():
     assert [round((line.box[1] + line.box[3]) / 2 - 8) for line in found] == pytest.approx(tops, abs=3)
 
 
+def _word_lines(tops: list[int], ink=(40, 40, 60), paper=(240, 238, 232), seed: int = 0) -> Image.Image:
+    """A page of lines of words (blobs 13-16 px high with gaps between them), from x 50 to 950."""
+    page = Image.new("RGB", (1100, 80 + 72 * len(tops)), paper)
+    draw = ImageDraw.Draw(page)
+    rng = random.Random(seed)
+    for top in tops:
+        x = 50
+        while x < 950:
+            width = rng.randint(30, 80)
+            draw.rectangle((x, top + rng.randint(0, 3), min(x + width, 950), top + 16), fill=ink)
+            x += width + rng.randint(12, 20)
+    return page
+
+
+def test_the_grain_of_a_phone_photo_is_not_taken_for_upright_strokes():
+    """A grainy photo's faint ink is mostly noise; its columns once passed for upright strokes and took most
+    of the writing out of the lines, which then came back cut in pieces."""
+    tops = [60 + i * 72 for i in range(6)]
+    effect = PhotoEffect(angle=0.0, light=20.0, grey=0.8, blur=1.0, noise=8.0, seed=0)
+    photo, _ = effect.apply(_word_lines(tops, ink=(120, 120, 150)), [])
+    found = find_lines(photo)
+    assert len(found) == len(tops)
+    for line in found:  # each line whole: its box from the first word to the last
+        assert line.box[0] <= 52 and line.box[2] >= 948, line.box
+
+
+def test_a_long_upright_stroke_at_either_end_of_a_line_stays_with_it():
+    """Long upright strokes are kept out of grouping (a tail into the next line would join two lines); one
+    just before or after a line's writing (an L, a T, a 1 that starts it) is given back to the line, one
+    far off or taller than the whole writing (a form box's side) is not, and one within the line stays no line's."""
+    from vihtr.inference.layout import _give_back
+
+    owner = np.full((100, 400), -1, np.int32)
+    owner[40:60, 100:300] = 0  # a line's writing, 20 px high, with its tall letters' tops from row 28
+    owner[28:40, 150:154] = owner[28:40, 220:224] = 0
+    strokes = np.zeros((100, 400), np.uint8)
+    strokes[30:60, 90:94] = 255  # just before it, 30 px high
+    strokes[40:65, 303:306] = 255  # just after it
+    strokes[30:60, 10:14] = 255  # 86 px off: beyond three ink heights of 20
+    strokes[5:95, 330:333] = 255  # 90 px high: a box's side
+    strokes[35:60, 200:203] = 255  # within the line
+    _give_back(owner, strokes, height=20.0)
+    assert (owner[30:60, 90:94] == 0).all() and (owner[40:65, 303:306] == 0).all()
+    assert (owner[30:60, 10:14] == -1).all() and (owner[5:95, 330:333] == -1).all()
+    assert (owner[35:40, 200:203] == -1).all()
+
+
 def test_writing_far_beside_a_line_is_dropped_but_evenly_spread_writing_is_kept():
     from vihtr.inference.layout import _without_far_strays
 

@@ -5,7 +5,8 @@ Classical, measured against real handwritten pages (`vihtr.data.pages`, `scripts
    ink is what is clearly darker than its own paper;
 2. the skew is the angle (within ±`max_skew`°) that makes the row profile of the ink sharpest;
 3. ruled lines and form boxes are taken out: long level segments (Hough, in faint ink, so a light rule in a
-   photo is still whole) and upright runs longer than a letter;
+   photo is still whole) and upright runs longer than a letter (a letter's long stroke at either end of a
+   line is given back to it once the lines are found);
 4. lines start as the peaks of the smoothed row profile and are refitted as a straight line each; each piece
    of ink goes to its nearest line (a tone mark between two lines to the line below), a piece two lines
    share (a descender touching the marks below) is cut per pixel, far-off letters seed a line of their own;
@@ -34,6 +35,7 @@ TOP_PAD = 0.15  # paper kept above and below a line's ink, in line heights
 MARK_SPLIT = 0.35  # Vietnamese marks sit above their letters: most of the gap above a line is its marks'
 MAX_SPACING = 6.0  # lines lie at most this many typical ink heights apart (1 to 6 on tuning pages)
 WEAK_PERIOD = 0.08  # an autocorrelation peak this high can still be the lines' period
+GIVE_BACK_REACH = 3.0  # a line's first or last letter's upright stroke lies this many ink heights off its ink
 SHARED_SHARE = 0.2  # a piece of ink with this much of itself in each of two lines is cut between them
 
 
@@ -66,7 +68,9 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
             paper, rotation.matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         faint = cv2.warpAffine(faint, rotation.matrix, size, flags=cv2.INTER_NEAREST)
-    ink &= ~_rules(faint, _piece_height(ink))
+    rules, upright = _rules(faint, ink, _piece_height(ink))
+    strokes = ink & upright  # long upright strokes: kept out of grouping, given back to their lines after
+    ink &= ~(rules | upright)
     # pieces are found on ink with its small breaks closed (a faint pen breaks up), pixels kept as they are
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(
         cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), connectivity=8
@@ -82,6 +86,7 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
         return []
     spacing = _line_spacing(labels > 0, min_lag=max(8, round(0.6 * height)), max_lag=MAX_SPACING * height)
     owner = _assign(labels, n, stats, centroids, spacing or 2.2 * height, height)
+    _give_back(owner, strokes, height)
     height = min(height, spacing or height)
     lines = []
     for index in range(int(owner.max()) + 1):
@@ -160,16 +165,24 @@ def _piece_height(ink: np.ndarray) -> float:
     return float(np.median(tall[tall >= 4])) if (tall >= 4).any() else 20.0
 
 
-def _rules(ink: np.ndarray, piece_height: float) -> np.ndarray:
-    """Ruled lines and the boxes of a form, found in the faint ink where a light rule is still whole: level
-    straight segments far longer than any stroke of writing (the page is deskewed), and upright runs longer
-    than a letter. Upright runs are taken out of the grouping of ink even in plain writing: a long stroke
-    running down into the next line would otherwise join the two lines (the crops keep every pixel)."""
-    h, w = ink.shape
+def _rules(faint: np.ndarray, ink: np.ndarray, piece_height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ruled lines and the boxes of a form, and upright runs of ink longer than a letter (masks).
+
+    Rules are level straight segments far longer than any stroke of writing, found in the `faint` ink where a
+    light rule is still whole (the page is deskewed). Upright runs are taken out of the grouping of ink even
+    in plain writing, where they are letters' long strokes: one running down into the next line would
+    otherwise join the two lines. They are looked for in the ink itself: on a noisy photo the faint ink is
+    mostly grain, whose columns would pass for upright runs through every line."""
+    h, w = faint.shape
     length = max(60, w // 6)
-    rules = np.zeros_like(ink)
+    rules = np.zeros_like(faint)
     segments = cv2.HoughLinesP(
-        ink, rho=1, theta=np.pi / 360, threshold=max(20, length * 9 // 10), minLineLength=length, maxLineGap=1
+        faint,
+        rho=1,
+        theta=np.pi / 360,
+        threshold=max(20, length * 9 // 10),
+        minLineLength=length,
+        maxLineGap=1,
     )
     for x0, y0, x1, y1 in [] if segments is None else segments[:, 0]:
         if abs(y1 - y0) <= 0.05 * abs(x1 - x0):
@@ -179,7 +192,39 @@ def _rules(ink: np.ndarray, piece_height: float) -> np.ndarray:
         cv2.MORPH_OPEN,
         np.ones((max(30, round(1.5 * piece_height)), 1), np.uint8),
     )
-    return rules | cv2.dilate(upright & ink, np.ones((3, 3), np.uint8))
+    return rules, cv2.dilate(upright & ink, np.ones((3, 3), np.uint8))
+
+
+def _give_back(owner: np.ndarray, strokes: np.ndarray, height: float) -> None:
+    """A long upright stroke (a piece of `strokes`) just beyond either end of a line joins it (`owner` is
+    changed in place): without it a line that starts with an L, a T or a 1 is cut after that letter. The
+    line is the one that owns most ink beside the stroke, in its rows, within `GIVE_BACK_REACH` typical ink
+    heights. Strokes within a line's extent stay no line's (a long tail into the next line would stretch
+    the line's box and cut into its neighbour), as do runs taller than the line's whole writing (the sides
+    of a form's boxes reach above and below it)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    if n <= 1 or owner.max() < 0:
+        return
+    ys, xs = np.nonzero(owner >= 0)
+    of = owner[ys, xs]
+    lines = int(owner.max()) + 1
+    first, last = np.full(lines, owner.shape[1]), np.full(lines, -1)
+    np.minimum.at(first, of, xs)
+    np.maximum.at(last, of, xs)
+    top, bottom = np.full(lines, owner.shape[0]), np.full(lines, -1)
+    np.minimum.at(top, of, ys)
+    np.maximum.at(bottom, of, ys)
+    reach = max(2, round(GIVE_BACK_REACH * height))
+    for index in range(1, n):
+        x, y, w, h = stats[index, :4]
+        beside = owner[y : y + h, max(0, x - reach) : x + w + reach]
+        counts = np.bincount(beside[beside >= 0].ravel())
+        if not counts.size:
+            continue
+        line = int(np.argmax(counts))
+        if h <= 1.2 * (bottom[line] - top[line] + 1) and (x < first[line] or x + w - 1 > last[line]):
+            piece = labels[y : y + h, x : x + w] == index
+            owner[y : y + h, x : x + w][piece] = line
 
 
 def _skew(ink: np.ndarray, max_skew: float, step: float = 0.25) -> float:
