@@ -145,6 +145,21 @@ def test_writing_far_beside_a_line_is_dropped_but_evenly_spread_writing_is_kept(
     assert _without_far_strays(spread, 2.0).all()
 
 
+def test_a_flat_remnant_far_above_a_line_is_dropped_but_its_tone_marks_are_kept():
+    from vihtr.inference.layout import _without_flat_strays
+
+    mine = np.zeros((100, 300), bool)
+    mine[50:70, 20:280] = True  # the writing, 20 rows
+    mine[40:46, 100:106] = True  # a tone mark above it
+    mine[74:78, 60:64] = True  # a dot below it
+    mine[58:60, 150:200] = True  # a dash within the writing
+    mine[10:12, 200:260] = True  # a rule's remnant far above: flat, 2 x 60
+    ys, xs = np.nonzero(mine)
+    keep = _without_flat_strays(mine, ys, xs)
+    assert not keep[ys < 20].any()
+    assert keep[ys >= 20].all()
+
+
 def test_a_ruled_form_of_real_scans_gives_one_line_per_scan(data_root):
     from vihtr.data.sources.real import read_labels
 

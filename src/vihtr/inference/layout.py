@@ -95,6 +95,7 @@ def find_lines(image: Image.Image, max_skew: float = 3.0) -> list[FoundLine]:
         if len(ys) == 0:  # every piece of this line went to its neighbours
             continue
         keep = _without_far_strays(xs, float(np.percentile(ys, 95) - np.percentile(ys, 5)))
+        keep &= _without_flat_strays(mine, ys, xs)
         if not keep.all():  # bits of a rule or specks far beside the writing are not part of the line
             mine[ys[~keep], xs[~keep]] = False
             ys, xs = ys[keep], xs[keep]
@@ -152,6 +153,27 @@ def _without_far_strays(xs: np.ndarray, height: float, gap: float = 2.0, share: 
         return np.ones(len(xs), bool)
     lo, hi = starts[big[0]] + xs.min(), ends[big[-1]] + xs.min()
     return (xs >= lo) & (xs <= hi)
+
+
+def _without_flat_strays(mine: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Which of a line's ink pixels (`mine`, at `ys`, `xs`) to keep, without flat pieces well above or below
+    its writing: a rule's remnant or a box's corner, which would stretch the crop so the reader sees the
+    writing small. A piece is flat when at least four times as wide as high and no higher than a tenth of
+    the writing's band; tone marks and dots, however far above or below, are not."""
+    low, high = np.percentile(ys, [5, 95])
+    band = max(float(high - low), 1.0)
+    y0, x0 = int(ys.min()), int(xs.min())
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mine[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1].astype(np.uint8), connectivity=8
+    )
+    top, h, w = stats[:, cv2.CC_STAT_TOP] + y0, stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
+    flat = (h <= max(3.0, 0.1 * band)) & (w >= 4 * h)
+    away = (top + h - 1 < low - 0.3 * band) | (top > high + 0.3 * band)
+    stray = flat & away
+    stray[0] = False  # the background
+    if not stray.any():
+        return np.ones(len(ys), bool)
+    return ~stray[labels[ys - y0, xs - x0]]
 
 
 def _disc(size: int) -> np.ndarray:
