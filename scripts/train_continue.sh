@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the shipped default in one long schedule that survives every stop (EXPERIMENT, default lite1_long3;
+# Train the shipped default in one long schedule that survives every stop (EXPERIMENT, default lite1_long4;
 # each long experiment is one run with its own schedule, named by its model.scheduler.run).
 #   nohup scripts/train_continue.sh [extra Hydra overrides] &
 # The run's whole state (weights, optimizer, schedule, step; the data stream follows the step) lives under
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=${NAME:-vihtr-lite1}
-EXPERIMENT=${EXPERIMENT:-lite1_long3}
+EXPERIMENT=${EXPERIMENT:-lite1_long4}
 RELEASE=${RELEASE:-models/$NAME}
 CACHE=${VIHTR_CACHE_DIR:-$HOME/.cache/vihtr}
 STATE=${STATE:-$CACHE/runs/$NAME/$EXPERIMENT}

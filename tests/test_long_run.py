@@ -216,7 +216,7 @@ def test_the_long_run_resumes_its_state_and_else_continues_the_release_at_its_st
         cwd=REPO_ROOT,
     )
     metadata = json.loads((release / "config.json").read_text())["metadata"]
-    assert metadata["schedule"] == {"run": "lite1_long3", "name": "cosine", "total_steps": 8, "step": 8}
+    assert metadata["schedule"] == {"run": "lite1_long4", "name": "cosine", "total_steps": 8, "step": 8}
     # a machine without the state: the release's weights, at step 8 of a schedule now 12 steps long
     metadata["schedule"]["step"] = 6  # as if the release came from step 6
     config = json.loads((release / "config.json").read_text())
@@ -239,7 +239,7 @@ def test_the_long_run_resumes_its_state_and_else_continues_the_release_at_its_st
     state.rename(tmp_path / "lost again")
     _run_long(env, 4, *record)
     assert (RecordRun.read(tmp_path)[0]["start_step"], RecordRun.read(tmp_path)[0]["end_step"]) == (0, 4)
-    assert "at step 0 of lite1_long3's schedule" in _log(tmp_path)
+    assert "at step 0 of lite1_long4's schedule" in _log(tmp_path)
     initial = torch.load(tmp_path / "initial_weights-rank0.pt", weights_only=True)
     released = torch.load(release / "weights.pt", weights_only=True)
     assert released.keys() <= initial.keys()
