@@ -1,10 +1,10 @@
 """A bank of real handwritten syllables: each one's pen strokes, its writer, and how that writer spaces them.
 
 Built once from the VNOnDB training folds (`scripts/build_syllables.py`, or `build_bank`): every line is
-split by `vihtr.inference.syllable_split.SyllableSplitter`, and the syllables it splits cleanly are kept. A syllable's points are
-stored in units of its line's ink band (the 1st-99th percentile of y, the line's slope taken out): x from
-the syllable's own left edge, y from the line's middle. So one writer's syllables line up again when laid
-side by side, and every writer's fit the same line height. Each writer also keeps the gaps between its
+split by `vihtr.inference.syllable_split.SyllableSplitter`, and the syllables it splits cleanly are kept. A
+syllable's points are stored in units of its line's ink band (the 1st-99th percentile of y, the line's slope
+taken out): x from the syllable's own left edge, y from the line's middle. So one writer's syllables line up
+again when laid side by side, and every writer's fit the same line height. Each writer also keeps the gaps between its
 syllables, in the same unit.
 
 Stored as one xz-compressed npz in the data cache (`$VIHTR_CACHE_DIR/syllables/`)."""
